@@ -1,0 +1,3 @@
+from tcpstack.cli import main
+
+raise SystemExit(main())

@@ -1,0 +1,1 @@
+"""The sans-I/O TCP core: no sockets, clocks, randomness, threads, logging or files."""

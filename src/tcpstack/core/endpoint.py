@@ -1,0 +1,370 @@
+"""One TCP stack on one IP address: demultiplexing, listeners, timers (sans-I/O).
+
+The Endpoint has the Connection's shape one level up: bytes or segments in
+(`receive_bytes`, `receive_datagram`), `handle_timer`, and `datagrams_to_send` /
+`next_timer` out. It owns listeners and their backlog, answers segments that no
+connection takes (RFC 9293 3.10.7.1 and 3.10.7.2), picks ephemeral ports, and keeps one
+heap of every connection's next deadline so a timer costs O(log n), not a scan.
+"""
+
+from __future__ import annotations
+
+import heapq
+from collections import Counter, deque
+from dataclasses import dataclass, field
+
+from tcpstack.core.codec import decode_segment
+from tcpstack.core.config import Config
+from tcpstack.core.connection import Connection, FourTuple, IsnGenerator, reset_for
+from tcpstack.core.errors import AddressInUse, InvalidOperation, MalformedSegment
+from tcpstack.core.segment import Datagram, Flag, Segment
+from tcpstack.core.state import State
+from tcpstack.core.trace import TraceKind, Tracer, TraceRecord
+
+# Linux's default net.ipv4.ip_local_port_range.
+EPHEMERAL_PORTS = (32768, 60999)
+
+
+@dataclass(eq=False)
+class Listener:
+    """A passive OPEN on a port: children in SYN_RECEIVED, then an accept queue.
+
+    `backlog` bounds the accept queue (connections established but not yet accepted),
+    as listen(2) does on Linux; a SYN that arrives while it is full is dropped and
+    counted, so the peer retries later.
+    """
+
+    port: int
+    backlog: int
+    accept_queue: deque[Connection] = field(default_factory=deque)
+    embryonic: set[Connection] = field(default_factory=set)
+    config: Config | None = None
+
+
+class Endpoint:
+    """A TCP stack bound to one address."""
+
+    def __init__(
+        self,
+        address: str,
+        *,
+        isn_generator: IsnGenerator,
+        config: Config | None = None,
+        tracer: Tracer | None = None,
+        ephemeral_ports: tuple[int, int] = EPHEMERAL_PORTS,
+        syn_backlog: int = 256,
+    ) -> None:
+        self.address = address
+        self.config = config if config is not None else Config()
+        self._isn_generator = isn_generator
+        self._tracer = tracer
+        self._ephemeral_low, self._ephemeral_high = ephemeral_ports
+        self._next_ephemeral = self._ephemeral_low
+        # SYN_RECEIVED children per listener before further SYNs are dropped.
+        self.syn_backlog = syn_backlog
+        self.connections: dict[FourTuple, Connection] = {}
+        self.listeners: dict[int, Listener] = {}
+        self._parent: dict[Connection, Listener] = {}
+        # Named counters of everything dropped or answered here (shown by stats).
+        self.stats: Counter[str] = Counter()
+        self._dirty: dict[Connection, None] = {}  # insertion-ordered set
+        self._woken: dict[Connection, None] = {}
+        self._pending_output: dict[Connection, None] = {}
+        self._outbox: list[Datagram] = []
+        self._timer_heap: list[tuple[int, int, Connection]] = []
+        self._armed: dict[Connection, int] = {}
+        self._timer_serial = 0
+
+    # ------------------------------------------------------------------ user calls
+
+    def listen(
+        self,
+        port: int,
+        backlog: int = 128,
+        *,
+        config: Config | None = None,
+        now: int | None = None,
+    ) -> Listener:
+        """Accept connections on `port`; returns the Listener (see accept()).
+
+        `now` only dates the trace record of the call.
+        """
+        if port in self.listeners:
+            raise AddressInUse(f"listen(): port {port} already has a listener")
+        if not 0 < port < 65536:
+            raise ValueError(f"listen(): port {port} out of range")
+        listener = Listener(port, max(backlog, 1), config=config)
+        self.listeners[port] = listener
+        if self._tracer is not None and now is not None:
+            self._tracer(
+                TraceRecord(
+                    now,
+                    TraceKind.USER,
+                    f"{self.address}:{port}",
+                    {"call": "listen", "state": "LISTEN", "backlog": listener.backlog},
+                )
+            )
+        return listener
+
+    def close_listener(self, port: int, *, now: int) -> None:
+        """Stop listening; children not yet accepted are aborted (RST), as on Linux."""
+        listener = self.listeners.pop(port, None)
+        if listener is None:
+            raise InvalidOperation("close", State.CLOSED, f"no listener on port {port}")
+        for child in [*listener.embryonic, *listener.accept_queue]:
+            if child.state is not State.CLOSED:
+                child.abort(now=now)
+        listener.embryonic.clear()
+        listener.accept_queue.clear()
+
+    def accept(self, port: int) -> Connection | None:
+        """The oldest established connection on the listener, or None."""
+        listener = self.listeners.get(port)
+        if listener is None:
+            raise InvalidOperation("accept", State.CLOSED, f"no listener on port {port}")
+        if not listener.accept_queue:
+            return None
+        child = listener.accept_queue.popleft()
+        self._parent.pop(child, None)
+        return child
+
+    def connect(
+        self,
+        remote_ip: str,
+        remote_port: int,
+        *,
+        now: int,
+        local_port: int | None = None,
+        config: Config | None = None,
+    ) -> Connection:
+        """Active OPEN to remote_ip:remote_port; returns the Connection in SYN_SENT."""
+        if local_port is None:
+            local_port = self._pick_ephemeral(remote_ip, remote_port)
+        key = (self.address, local_port, remote_ip, remote_port)
+        existing = self.connections.get(key)
+        if existing is not None:
+            # A 4-tuple held by any connection (TIME_WAIT included, RFC 9293 3.4.2) is
+            # refused until that connection is gone.
+            raise AddressInUse(
+                f"connect(): {self.address}:{local_port} -> {remote_ip}:{remote_port} "
+                f"is held by a connection in {existing.state.value}"
+            )
+        conn = self._new_connection(key, config)
+        conn.open(now=now)
+        return conn
+
+    def _pick_ephemeral(self, remote_ip: str, remote_port: int) -> int:
+        span = self._ephemeral_high - self._ephemeral_low + 1
+        for _ in range(span):
+            port = self._next_ephemeral
+            self._next_ephemeral += 1
+            if self._next_ephemeral > self._ephemeral_high:
+                self._next_ephemeral = self._ephemeral_low
+            if port in self.listeners:
+                continue
+            if (self.address, port, remote_ip, remote_port) not in self.connections:
+                return port
+        raise AddressInUse(f"connect(): no free ephemeral port towards {remote_ip}:{remote_port}")
+
+    def _new_connection(self, key: FourTuple, config: Config | None) -> Connection:
+        conn = Connection(
+            (key[0], key[1]),
+            (key[2], key[3]),
+            config=config if config is not None else self.config,
+            isn_generator=self._isn_generator,
+            tracer=self._tracer,
+        )
+        conn.on_wake = self._on_wake
+        self.connections[key] = conn
+        return conn
+
+    def _on_wake(self, conn: Connection) -> None:
+        self._dirty[conn] = None
+        self._woken[conn] = None
+
+    def woken_connections(self) -> list[Connection]:
+        """Connections touched since the last call (for an application layer that
+        reacts to events); drains the set."""
+        woken = list(self._woken)
+        self._woken.clear()
+        return woken
+
+    # ------------------------------------------------------------------ arrivals
+
+    def receive_bytes(self, src: str, dst: str, data: bytes, *, now: int) -> None:
+        """The wire path: decode a TCP segment carried from src to dst, then deliver it.
+
+        Malformed bytes are dropped with a named counter and a trace record; nothing a
+        peer sends raises out of here.
+        """
+        try:
+            seg = decode_segment(data, src, dst)
+        except MalformedSegment as error:
+            self._drop(now, f"malformed.{error.reason}", error.detail)
+            return
+        self._deliver(src, dst, seg, now)
+
+    def receive_datagram(self, datagram: Datagram, *, now: int) -> None:
+        """The object path: a decoded segment with its addresses."""
+        self._deliver(datagram.src, datagram.dst, datagram.segment, now)
+
+    def _deliver(self, src: str, dst: str, seg: Segment, now: int) -> None:
+        if dst != self.address:
+            self._drop(now, "wrong_address", f"{dst} is not {self.address}")
+            return
+        conn = self.connections.get((dst, seg.dst_port, src, seg.src_port))
+        if conn is not None:
+            conn.receive_segment(seg, now=now)
+            self._settle(conn)
+            return
+        listener = self.listeners.get(seg.dst_port)
+        if listener is not None:
+            self._to_listener(listener, src, seg, now)
+            return
+        # RFC 9293 3.10.7.1: no connection: RST unless the segment is itself a RST.
+        if seg.flags & Flag.RST:
+            self._drop(now, "no_connection_rst", "RST for no connection", seg)
+        else:
+            self._reply(now, src, "no_connection", reset_for(seg), seg)
+
+    def _to_listener(self, listener: Listener, src: str, seg: Segment, now: int) -> None:
+        """RFC 9293 3.10.7.2 for a segment that matches only a listener."""
+        flags = seg.flags
+        if flags & Flag.RST:
+            self._drop(now, "listen_rst", "RST in LISTEN is ignored", seg)
+            return
+        if flags & Flag.ACK:
+            self._reply(now, src, "listen_ack", reset_for(seg), seg)
+            return
+        if not flags & Flag.SYN:
+            self._drop(now, "listen_no_syn", "no SYN, ACK or RST in LISTEN", seg)
+            return
+        if len(listener.accept_queue) >= listener.backlog:
+            self._drop(now, "listen_overflow", "accept queue full: SYN dropped", seg)
+            return
+        if len(listener.embryonic) >= self.syn_backlog:
+            self._drop(now, "syn_backlog_full", "too many SYN_RECEIVED: SYN dropped", seg)
+            return
+        key = (self.address, listener.port, src, seg.src_port)
+        child = self._new_connection(key, listener.config)
+        listener.embryonic.add(child)
+        self._parent[child] = listener
+        child.listen(now=now, spawned=True)
+        child.receive_segment(seg, now=now)
+        self._settle(child)
+
+    def _reply(self, now: int, dst: str, reason: str, answer: Segment, seg: Segment) -> None:
+        self.stats[reason] += 1
+        if self._tracer is not None:
+            self._tracer(
+                TraceRecord(
+                    now,
+                    TraceKind.SEGMENT_IN,
+                    self.address,
+                    {"verdict": "reset", "reason": reason, "state": "CLOSED"},
+                    seg,
+                )
+            )
+            self._tracer(TraceRecord(now, TraceKind.SEGMENT_OUT, self.address, {}, answer))
+        self._outbox.append(Datagram(self.address, dst, answer))
+
+    def _drop(self, now: int, reason: str, detail: str, seg: Segment | None = None) -> None:
+        self.stats[reason] += 1
+        if self._tracer is not None:
+            self._tracer(
+                TraceRecord(
+                    now, TraceKind.DROP, self.address, {"reason": reason, "detail": detail}, seg
+                )
+            )
+
+    # ------------------------------------------------------------------ bookkeeping
+
+    def _settle(self, conn: Connection) -> None:
+        """After a connection moved: file it by state, re-arm its timer, and note that
+        it may have output. The output is collected only by datagrams_to_send(), so an
+        application reacting to an event first can still merge a bare ACK into its own
+        segment (see Connection._emit)."""
+        self._dirty.pop(conn, None)
+        state = conn.state
+        listener = self._parent.get(conn)
+        if listener is not None and conn in listener.embryonic:
+            if state is State.LISTEN or state is State.CLOSED:
+                # RST or SYN sent it back to LISTEN (RFC 9293 3.10.7.4): the listener
+                # itself stays; this child is forgotten.
+                listener.embryonic.discard(conn)
+                self._parent.pop(conn, None)
+                self._forget(conn)
+                self._pending_output[conn] = None
+                return
+            if state is not State.SYN_RECEIVED:
+                listener.embryonic.discard(conn)
+                listener.accept_queue.append(conn)
+        if state is State.CLOSED:
+            # A child reset before accept() stays in the accept queue: accept() still
+            # hands it out and the application sees its Closed event, as on Linux.
+            self._forget(conn)
+            self._pending_output[conn] = None
+            return
+        self._pending_output[conn] = None
+        deadline = conn.next_timer()
+        if deadline is not None and self._armed.get(conn) != deadline:
+            self._armed[conn] = deadline
+            self._timer_serial += 1
+            heapq.heappush(self._timer_heap, (deadline, self._timer_serial, conn))
+        elif deadline is None:
+            self._armed.pop(conn, None)
+
+    def _forget(self, conn: Connection) -> None:
+        key = conn.four_tuple
+        if self.connections.get(key) is conn:
+            del self.connections[key]
+        self._armed.pop(conn, None)
+
+    def _collect(self, conn: Connection, now: int) -> None:
+        segments = conn.segments_to_send(now=now)
+        if segments:
+            src, dst = conn.local_ip, conn.remote_ip
+            self._outbox.extend(Datagram(src, dst, seg) for seg in segments)
+
+    def _settle_dirty(self) -> None:
+        while self._dirty:
+            conn = next(iter(self._dirty))
+            self._settle(conn)
+
+    # ------------------------------------------------------------------ outputs, timers
+
+    def datagrams_to_send(self, *, now: int) -> list[Datagram]:
+        """Every datagram the stack wants sent, oldest first; drains the queue."""
+        self._settle_dirty()
+        for conn in self._pending_output:
+            self._collect(conn, now)
+        self._pending_output.clear()
+        out = self._outbox
+        self._outbox = []
+        return out
+
+    def next_timer(self) -> int | None:
+        """The earliest deadline of any connection (stale heap entries skipped)."""
+        self._settle_dirty()
+        heap = self._timer_heap
+        while heap:
+            deadline, _, conn = heap[0]
+            if self._armed.get(conn) == deadline:
+                return deadline
+            heapq.heappop(heap)
+        return None
+
+    def handle_timer(self, *, now: int) -> None:
+        """Run every connection whose deadline has passed."""
+        self._settle_dirty()
+        heap = self._timer_heap
+        while heap and heap[0][0] <= now:
+            deadline, _, conn = heapq.heappop(heap)
+            if self._armed.get(conn) != deadline:
+                continue  # stale: the connection's timer moved since
+            del self._armed[conn]
+            conn.handle_timer(now=now)
+            self._settle(conn)
+
+    def connection_count(self) -> int:
+        return len(self.connections)
