@@ -33,3 +33,10 @@ test: lint typecheck pytest
 
 clean:
 	rm -rf $(VENV) build *.egg-info src/*.egg-info .mypy_cache .pytest_cache .ruff_cache
+
+# Benchmarks (speed only; see src/tcpstack/benchmarks): tables on stdout, every figure
+# also in out/bench.json. Options: make bench BENCH_ARGS="--only bulk --bulk-bytes 100M".
+BENCH_ARGS ?=
+.PHONY: bench
+bench: $(STAMP)
+	$(BIN)/python -m tcpstack.benchmarks --json out/bench.json $(BENCH_ARGS)

@@ -45,7 +45,8 @@ def pytest_testnodedown(node: Any, error: Any) -> None:
 
 def _is_full_run(config: pytest.Config) -> bool:
     option = config.option
-    if option.keyword or option.markexpr or getattr(option, "lf", False):
+    # The default run deselects the opt-in `slow` marker; that is still the full suite.
+    if option.keyword or option.markexpr not in ("", "not slow") or getattr(option, "lf", False):
         return False
     tests_dir = Path(__file__).parent.resolve()
     args = [Path(str(a).split("::")[0]).resolve() for a in config.args]

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from dataclasses import replace
 
-from tcpstack.core.config import Config
+from tcpstack.core.config import PLAIN, Config
 from tcpstack.core.connection import Connection
 from tcpstack.core.events import Event
 from tcpstack.core.segment import NO_OPTIONS, Flag, Options, Segment
@@ -40,7 +40,9 @@ class Harness:
     """A connection under test plus the clock and helpers that script its peer."""
 
     def __init__(self, config: Config | None = None) -> None:
-        self.config = config if config is not None else Config()
+        # PLAIN: RFC 9293 alone (no window scaling, timestamps, SACK, congestion
+        # control, delayed ACK or Nagle), so each expected segment follows from 3.10.
+        self.config = config if config is not None else PLAIN
         self.trace = TraceCollector()
         self.now = 0
         self.conn = Connection(

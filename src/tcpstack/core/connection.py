@@ -13,7 +13,7 @@ from __future__ import annotations
 from collections import deque
 from collections.abc import Callable
 
-from tcpstack.core.config import Config
+from tcpstack.core.config import SECOND, Config
 from tcpstack.core.errors import InvalidOperation
 from tcpstack.core.events import (
     Closed,
@@ -619,6 +619,13 @@ class Connection:
             elif state is State.SYN_RECEIVED:
                 # Came from an active OPEN (simultaneous open): "connection refused".
                 self._enter_closed(Trigger.RCV_RST, CloseReason.REFUSED, now)
+            elif state is State.TIME_WAIT:
+                # RFC 9293 3.10.7.4 second step, TIME-WAIT: just "enter the CLOSED
+                # state, delete the TCB, and return" -- no "connection reset" signal
+                # (that is for ESTABLISHED ... CLOSE-WAIT). Both FINs were exchanged and
+                # acknowledged, so the application's close completed normally; the RST
+                # only cuts 2*MSL short (RFC 1337 "TIME-WAIT assassination").
+                self._enter_closed(Trigger.RCV_RST, CloseReason.NORMAL, now)
             else:
                 self._send_buffer.clear()
                 self._enter_closed(Trigger.RCV_RST, CloseReason.RESET, now)
@@ -722,6 +729,13 @@ class Connection:
             self._ack_advances(ack, now)
         if seq_le(self.snd_una, ack):
             self._update_send_window(seg)
+            if self.snd_wnd == 0:
+                # The peer is alive and holds its window closed: what we resend into it
+                # (data or our FIN) works as a window probe, and RFC 9293 3.8.6.1
+                # (MUST-37) keeps the connection open while probes are answered, so the
+                # R2 count (3.8.3) starts over. Linux likewise only times out such
+                # "zero probes" when ACKs stop (tcp_rtx_probe0_timed_out).
+                self.retransmissions = 0
 
         if state is State.FIN_WAIT_1 and self._fin_acked:
             # Our FIN is acknowledged. If this segment also carries the peer's FIN in
@@ -741,7 +755,8 @@ class Connection:
     def _ack_advances(self, ack: int, now: int) -> None:
         """SND.UNA < SEG.ACK =< SND.MAX: release acknowledged bytes, restart timers."""
         acked = seq_sub(ack, self.snd_una)
-        if not self._syn_acked:
+        syn_newly_acked = not self._syn_acked
+        if syn_newly_acked:
             self._syn_acked = True
             acked -= 1
         data_acked = min(acked, len(self._send_buffer))
@@ -754,6 +769,10 @@ class Connection:
         if self._rtt_timed_seq is not None and seq_gt(ack, self._rtt_timed_seq):
             self._rtt.sample(now - self._rtt_timed_at)
             self._rtt_timed_seq = None
+        if syn_newly_acked and self._rtt.srtt is None:
+            # RFC 6298 5.7: the handshake gave no sample (our SYN or SYN,ACK was resent),
+            # so data transmission starts with an RTO of 3 s (Linux: TCP_TIMEOUT_FALLBACK).
+            self._rtt.rto = min(max(3 * SECOND, self.config.min_rto), self.config.max_rto)
         self.snd_una = ack
         if seq_lt(self.snd_nxt, ack):
             self.snd_nxt = ack
@@ -795,6 +814,12 @@ class Connection:
             self._receive_buffer += payload
             self.rcv_nxt = seq_add(self.rcv_nxt, len(payload))
             self._events.append(DataAvailable(len(self._receive_buffer)))
+            self._need_ack = True
+        elif seg.payload:
+            # Text that the first step cut away entirely: RCV.WND is 0 and only the
+            # "special allowance" kept the segment for its ACK. The text itself is not
+            # acceptable, so it gets an ACK (3.10.7.4 first step); that ACK is how a
+            # zero-window probe learns the window (3.8.6.1), as in Linux.
             self._need_ack = True
         if not fin_in_order:
             if seg.flags & Flag.FIN:
@@ -989,6 +1014,9 @@ class Connection:
             self._send_buffer.clear()
             self._enter_closed(Trigger.CLOSE, CloseReason.NORMAL, now)
         elif state in (State.SYN_RECEIVED, State.ESTABLISHED, State.CLOSE_WAIT):
+            # SYN_RECEIVED goes to FIN_WAIT_1 at once (figure 5; Linux's tcp_close): with
+            # nothing queued the FIN leaves now (3.10.4), else after the data, which
+            # itself waits for the ACK of our SYN (see _transmit).
             self._fin_queued = True
             self._fin_seq = seq_add(self._send_buffer_seq, len(self._send_buffer))
             self._transition(Trigger.CLOSE_SEND_FIN, now)

@@ -90,7 +90,7 @@ class Endpoint:
         `now` only dates the trace record of the call.
         """
         if port in self.listeners:
-            raise AddressInUse(f"listen(): port {port} already has a listener")
+            raise AddressInUse("listen", State.LISTEN, f"port {port} already has a listener")
         if not 0 < port < 65536:
             raise ValueError(f"listen(): port {port} out of range")
         listener = Listener(port, max(backlog, 1), config=config)
@@ -138,6 +138,10 @@ class Endpoint:
         config: Config | None = None,
     ) -> Connection:
         """Active OPEN to remote_ip:remote_port; returns the Connection in SYN_SENT."""
+        # File connections that user calls moved since the last input first: one that
+        # abort() (or a timer-less close) took to CLOSED no longer holds its 4-tuple
+        # (RFC 9293 3.10.5: "the TCB is deleted").
+        self._settle_dirty()
         if local_port is None:
             local_port = self._pick_ephemeral(remote_ip, remote_port)
         key = (self.address, local_port, remote_ip, remote_port)
@@ -146,8 +150,10 @@ class Endpoint:
             # A 4-tuple held by any connection (TIME_WAIT included, RFC 9293 3.4.2) is
             # refused until that connection is gone.
             raise AddressInUse(
-                f"connect(): {self.address}:{local_port} -> {remote_ip}:{remote_port} "
-                f"is held by a connection in {existing.state.value}"
+                "connect",
+                existing.state,
+                f"{self.address}:{local_port} -> {remote_ip}:{remote_port} is held by a "
+                f"connection in {existing.state.value}",
             )
         conn = self._new_connection(key, config)
         conn.open(now=now)
@@ -164,7 +170,9 @@ class Endpoint:
                 continue
             if (self.address, port, remote_ip, remote_port) not in self.connections:
                 return port
-        raise AddressInUse(f"connect(): no free ephemeral port towards {remote_ip}:{remote_port}")
+        raise AddressInUse(
+            "connect", State.CLOSED, f"no free ephemeral port towards {remote_ip}:{remote_port}"
+        )
 
     def _new_connection(self, key: FourTuple, config: Config | None) -> Connection:
         conn = Connection(

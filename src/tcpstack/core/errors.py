@@ -23,8 +23,12 @@ class InvalidOperation(TcpError):
         self.reason = reason
 
 
-class AddressInUse(TcpError):
-    """The local address (or the whole 4-tuple, e.g. held by TIME_WAIT) is taken."""
+class AddressInUse(InvalidOperation):
+    """The port (listen) or the whole 4-tuple (connect) is taken.
+
+    `state` is the state of what holds it: LISTEN for a listener, TIME_WAIT for a
+    connection waiting out 2*MSL (RFC 9293 3.4.2), and so on.
+    """
 
 
 class MalformedSegment(TcpError):

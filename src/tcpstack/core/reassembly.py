@@ -1,0 +1,132 @@
+"""Out-of-order segment reassembly with hard limits (RFC 9293 3.10.7.4 seventh step).
+
+Segments that arrive beyond RCV.NXT are held here until the gap before them fills.
+Positions are stream offsets (bytes since the first data byte, unbounded ints), so the
+code never compares sequence numbers across the 2**32 wrap; the connection converts.
+
+Held data is bounded twice: by bytes (`max_bytes`) and by the number of separate blocks
+(`max_blocks`, i.e. gaps). A peer that sends only out-of-order data can therefore never
+make us hold more than that; what does not fit is dropped (and the sender retransmits).
+"""
+
+from __future__ import annotations
+
+from bisect import bisect_left
+
+
+class Reassembly:
+    """Disjoint, sorted blocks of out-of-order data: starts[i] .. starts[i]+len(data[i])."""
+
+    __slots__ = ("_data", "_recent", "_starts", "held", "max_blocks", "max_bytes")
+
+    def __init__(self, max_bytes: int, max_blocks: int = 64) -> None:
+        self.max_bytes = max_bytes
+        self.max_blocks = max_blocks
+        self._starts: list[int] = []
+        self._data: list[bytes] = []
+        self.held = 0  # bytes held
+        # Start offsets of blocks in the order they last grew, newest last, so SACK can
+        # report the most recently received block first (RFC 2018 section 4).
+        self._recent: list[int] = []
+
+    def __len__(self) -> int:
+        return len(self._starts)
+
+    def blocks(self) -> list[tuple[int, int]]:
+        """The held blocks as (start, end) offsets, lowest first."""
+        return [(s, s + len(d)) for s, d in zip(self._starts, self._data, strict=True)]
+
+    def add(self, start: int, data: bytes, expected: int) -> int:
+        """Hold `data` at offset `start` (> expected, the offset of RCV.NXT).
+
+        Overlaps with held blocks are merged (the bytes are the same by TCP's contract;
+        the held copy wins). Returns how many new bytes were stored; 0 when the limits
+        refused it.
+        """
+        end = start + len(data)
+        if end <= expected or not data:
+            return 0
+        if start < expected:
+            data = data[expected - start :]
+            start = expected
+        starts = self._starts
+        blocks = self._data
+        # Find every held block that touches [start, end).
+        first = bisect_left(starts, start)
+        if first > 0 and starts[first - 1] + len(blocks[first - 1]) >= start:
+            first -= 1
+        last = first
+        while last < len(starts) and starts[last] <= end:
+            last += 1
+        merged_start = min(start, starts[first]) if first < last else start
+        merged_end = end
+        if first < last:
+            merged_end = max(end, starts[last - 1] + len(blocks[last - 1]))
+        # Build the merged block: held bytes win where they overlap the new ones.
+        piece = bytearray(merged_end - merged_start)
+        piece[start - merged_start : end - merged_start] = data
+        old_bytes = 0
+        for i in range(first, last):
+            offset = starts[i] - merged_start
+            piece[offset : offset + len(blocks[i])] = blocks[i]
+            old_bytes += len(blocks[i])
+        added = len(piece) - old_bytes
+        if added == 0:
+            self._touch(starts[first], merged_start)
+            return 0
+        new_count = len(starts) - (last - first) + 1
+        if self.held + added > self.max_bytes or new_count > self.max_blocks:
+            return 0
+        for i in range(first, last):
+            self._forget_recent(starts[i])
+        starts[first:last] = [merged_start]
+        blocks[first:last] = [bytes(piece)]
+        self.held += added
+        self._recent.append(merged_start)
+        return added
+
+    def pop_ready(self, expected: int) -> bytes:
+        """Remove and return the bytes that now continue the stream at `expected`."""
+        starts = self._starts
+        # Blocks that in-order data has already passed entirely are stale: drop them all,
+        # or the caller would see b"" while a later block already continues the stream.
+        while starts and starts[0] + len(self._data[0]) <= expected:
+            self.held -= len(self._data[0])
+            self._forget_recent(starts[0])
+            del starts[0]
+            del self._data[0]
+        if not starts or starts[0] > expected:
+            return b""
+        block = self._data[0]
+        skip = expected - starts[0]
+        del starts[0]
+        del self._data[0]
+        self.held -= len(block)
+        self._forget_recent(expected - skip)
+        return block[skip:] if skip > 0 else block
+
+    def sack_blocks(self, limit: int) -> list[tuple[int, int]]:
+        """Up to `limit` blocks, the most recently changed first (RFC 2018 section 4)."""
+        by_start = dict(zip(self._starts, self._data, strict=True))
+        out: list[tuple[int, int]] = []
+        for start in reversed(self._recent):
+            data = by_start.get(start)
+            if data is not None:
+                out.append((start, start + len(data)))
+                if len(out) == limit:
+                    break
+        return out
+
+    def clear(self) -> None:
+        self._starts.clear()
+        self._data.clear()
+        self._recent.clear()
+        self.held = 0
+
+    def _touch(self, old_start: int, new_start: int) -> None:
+        self._forget_recent(old_start)
+        self._recent.append(new_start)
+
+    def _forget_recent(self, start: int) -> None:
+        if start in self._recent:
+            self._recent.remove(start)
