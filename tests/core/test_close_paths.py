@@ -12,7 +12,7 @@ import heapq
 import itertools
 from collections.abc import Callable
 
-from tcpstack.core.config import Config
+from tcpstack.core.config import PLAIN, Config
 from tcpstack.core.connection import Connection
 from tcpstack.core.events import Closed, CloseReason, EndOfStream, Established, Event
 from tcpstack.core.segment import Flag, Segment
@@ -243,7 +243,7 @@ def test_without_time_wait_the_lost_final_ack_becomes_a_reset() -> None:
     # The counterfactual of seed C11a: with a TIME_WAIT far shorter than the peer's RTO
     # (2*MSL = 200 ms), A is CLOSED when B's FIN comes again, answers it with RST
     # (RFC 9293 3.10.7.1) and B's clean close turns into "connection reset".
-    w = Wire(a_config=Config(msl=100 * MS))
+    w = Wire(a_config=PLAIN.with_changes(msl=100 * MS))
     w.establish()
     w.drop_once(lambda sender, seg: sender == "A" and is_pure_ack(seg))
     w.a.close(now=w.at(100))

@@ -19,7 +19,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from tcpstack.core.config import Config
+from tcpstack.core.config import PLAIN
 from tcpstack.core.events import Closed, Event
 from tcpstack.core.segment import NO_OPTIONS, Flag, Options, Segment
 from tcpstack.core.seq import seq_add
@@ -134,7 +134,9 @@ def _check_sent(sent: list[Segment]) -> None:
 def test_receive_segment_never_raises(
     state: State, receive_buffer: int, send_buffer: int, queued: int | None, steps: list[Step]
 ) -> None:
-    h = Harness(Config(receive_buffer_size=receive_buffer, send_buffer_size=send_buffer))
+    h = Harness(
+        PLAIN.with_changes(receive_buffer_size=receive_buffer, send_buffer_size=send_buffer)
+    )
     REACH[state](h)
     assert h.state is state
     if state in CAN_SEND and queued is not None:

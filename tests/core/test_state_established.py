@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import pytest
 
-from tcpstack.core.config import MILLISECOND, SECOND, Config
+from tcpstack.core.config import MILLISECOND, PLAIN, SECOND, Config
 from tcpstack.core.errors import InvalidOperation
 from tcpstack.core.events import (
     Closed,
@@ -60,7 +60,7 @@ def _established(
 
 
 def _established_with_receive_buffer(size: int) -> Harness:
-    h = Harness(Config(receive_buffer_size=size))
+    h = Harness(PLAIN.with_changes(receive_buffer_size=size))
     h.to_syn_sent()
     h.feed(h.peer(SYN | ACK, REMOTE_ISS, h.local_seq(1), options=MSS_OPTION))
     h.expect(h.ours(ACK, h.local_seq(1), h.remote_seq(1), window=size))
@@ -414,7 +414,7 @@ def test_send_is_limited_by_the_peer_window() -> None:
 
 
 def test_send_returns_what_the_buffer_took_then_reports_space() -> None:
-    h = _established(Config(send_buffer_size=1000))
+    h = _established(PLAIN.with_changes(send_buffer_size=1000))
     data = b"s" * 1500
     assert h.conn.send(data, now=h.now) == 1000
     h.expect(h.ours(ACK | PSH, h.local_seq(1), h.remote_seq(1), payload=b"s" * 1000))
@@ -478,7 +478,7 @@ def test_data_is_retransmitted_with_exponential_backoff_then_times_out() -> None
 
 
 def test_data_retries_is_configurable() -> None:
-    h = _established(Config(data_retries=2))
+    h = _established(PLAIN.with_changes(data_retries=2))
     assert h.conn.send(b"x", now=h.now) == 1
     segment = h.ours(ACK | PSH, h.local_seq(1), h.remote_seq(1), payload=b"x")
     h.expect(segment)
@@ -493,7 +493,7 @@ def test_data_retries_is_configurable() -> None:
 
 
 def test_ack_after_a_retransmission_resets_the_retry_count() -> None:
-    h = _established(Config(data_retries=2))
+    h = _established(PLAIN.with_changes(data_retries=2))
     assert h.conn.send(b"a", now=h.now) == 1
     h.expect(h.ours(ACK | PSH, h.local_seq(1), h.remote_seq(1), payload=b"a"))
     h.fire(1000)
@@ -525,7 +525,7 @@ def test_rto_after_a_sample_is_bounded_by_the_default_min_rto() -> None:
 
 def test_rtt_samples_follow_rfc_6298() -> None:
     """RFC 6298 2.2-2.3 with alpha = 1/8, beta = 1/4, K = 4 and min_rto lowered."""
-    h = _established(Config(min_rto=10 * MILLISECOND), at=100)
+    h = _established(PLAIN.with_changes(min_rto=10 * MILLISECOND), at=100)
     # First sample (the SYN,ACK, 100 ms): SRTT = 100, RTTVAR = 50, RTO = 300 ms.
     assert h.conn.srtt == 100 * MS
     assert h.conn.rto == 300 * MS
@@ -547,7 +547,7 @@ def test_rtt_samples_follow_rfc_6298() -> None:
 def test_karns_rule_no_sample_from_a_retransmitted_segment() -> None:
     """RFC 6298 3 (Karn): an ACK of a retransmitted segment gives no sample and the
     backed-off RTO stays until a segment sent once is acknowledged (5.7 note)."""
-    h = _established(Config(min_rto=10 * MILLISECOND), at=100)
+    h = _established(PLAIN.with_changes(min_rto=10 * MILLISECOND), at=100)
     assert h.conn.send(b"k", now=h.now) == 1
     segment = h.ours(ACK | PSH, h.local_seq(1), h.remote_seq(1), payload=b"k")
     h.expect(segment)

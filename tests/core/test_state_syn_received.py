@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from tcpstack.core.config import SECOND, Config
+from tcpstack.core.config import PLAIN, SECOND
 from tcpstack.core.errors import InvalidOperation
 from tcpstack.core.events import (
     Closed,
@@ -291,7 +291,7 @@ def test_syn_ack_is_retransmitted_with_backoff_then_times_out() -> None:
 
 
 def test_synack_retries_is_configurable() -> None:
-    h = Harness(Config(synack_retries=1))
+    h = Harness(PLAIN.with_changes(synack_retries=1))
     h.to_syn_received()
     h.fire(1000)
     h.expect(h.ours(SYN | ACK, LOCAL_ISS, h.remote_seq(1), options=MSS_OPTION))

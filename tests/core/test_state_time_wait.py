@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import pytest
 
-from tcpstack.core.config import SECOND, Config
+from tcpstack.core.config import PLAIN, SECOND
 from tcpstack.core.errors import InvalidOperation
 from tcpstack.core.events import Closed, CloseReason, EndOfStream
 from tcpstack.core.state import State
@@ -57,7 +57,7 @@ def test_time_wait_lasts_exactly_2msl_then_closes_normally() -> None:
 
 
 def test_msl_is_configurable() -> None:
-    h = Harness(Config(msl=1 * SECOND))
+    h = Harness(PLAIN.with_changes(msl=1 * SECOND))
     h.to_fin_wait_2()
     h.feed(h.peer(FIN | ACK, h.remote_seq(1), h.local_seq(2)), at=100)
     h.expect(h.ours(ACK, h.local_seq(2), h.remote_seq(2)))
