@@ -90,7 +90,7 @@ class Harness:
     ) -> Segment:
         """A segment we expect to send; the window defaults to our free buffer space."""
         if window is None:
-            window = min(self.conn.rcv_wnd, 65535)
+            window = self.conn.window_field()
         return Segment(LOCAL_PORT, REMOTE_PORT, seq, ack, flags, window, 0, options, payload)
 
     @staticmethod
@@ -222,3 +222,10 @@ def _show(seg: Segment) -> str:
 
 def with_payload(seg: Segment, payload: bytes) -> Segment:
     return replace(seg, payload=payload)
+
+
+# RFC 9293 3.8.3 R2 as Linux measures tcp_retries2 = 15: a 924.6 s budget from the first
+# unanswered transmission. With RTOs of 1, 2, 4 ... 64 s and then 120 s, resends go out
+# at 1, 3, 7, 15, 31, 63, 127, 247, 367, 487, 607, 727 and 847 s, and the expiry at
+# 967 s (past the budget) closes the connection.
+RESENDS_BEFORE_R2 = 13

@@ -41,8 +41,10 @@ class Wire:
 
     def __init__(self, *, a_config: Config | None = None) -> None:
         self.now = 0
+        # PLAIN (RFC 9293 alone): every segment on the ladder follows from section 3.10.
+        a_config = a_config if a_config is not None else PLAIN
         self.a = Connection(A_ADDR, B_ADDR, config=a_config, isn_generator=lambda _t, _n: A_ISS)
-        self.b = Connection(B_ADDR, A_ADDR, isn_generator=lambda _t, _n: B_ISS)
+        self.b = Connection(B_ADDR, A_ADDR, config=PLAIN, isn_generator=lambda _t, _n: B_ISS)
         self._ends = {"A": self.a, "B": self.b}
         self._queue: list[tuple[int, int, str, Segment]] = []
         self._order = itertools.count()

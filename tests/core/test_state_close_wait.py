@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from tcpstack.core.events import Closed, CloseReason, DataAvailable, EndOfStream
 from tcpstack.core.state import State
-from tests.core.harness import ACK, FIN, PSH, RST, SYN, Harness
+from tests.core.harness import ACK, FIN, PSH, RESENDS_BEFORE_R2, RST, SYN, Harness
 
 CLOSE_WAIT_PATH = [State.CLOSED, State.SYN_SENT, State.ESTABLISHED, State.CLOSE_WAIT]
 HOUR_MS = 3_600_000
@@ -52,7 +52,7 @@ def test_unacknowledged_data_is_retransmitted_then_times_out() -> None:
     h.expect(data)
     # RFC 6298 5.4-5.6 backoff, RFC 9293 3.8.3 R2 give-up after data_retries=15.
     deadline = 0
-    for k in range(15):
+    for k in range(RESENDS_BEFORE_R2):
         deadline += min(1000 << k, 120_000)
         assert h.next_timer_ms() == deadline
         h.fire(deadline)

@@ -135,10 +135,12 @@ def test_window_update_threshold_is_half_a_small_buffer() -> None:
     assert h.conn.receive(now=h.now) == b"x" * 400
     h.expect_nothing()  # 400 < min(1000 // 2, 1460)
     _data(h, 401, b"y" * 200)
-    h.expect(h.ours(ACK, h.local_seq(1), h.remote_seq(601), window=800))
+    # 3.8.6.2.2 keeps RCV.NXT + RCV.WND fixed at 1001 on every segment, not only on
+    # window updates: BUFF - USER - WND = 1000 - 200 - 400 = 400 < 500, so WND = 400.
+    h.expect(h.ours(ACK, h.local_seq(1), h.remote_seq(601), window=400))
     assert h.conn.receive(now=h.now) == b"y" * 200
-    # The right edge moved from 601 + 800 to 601 + 1000: 200 < 500, still nothing.
-    h.expect_nothing()
+    # Now the edge can move from 1001 to 601 + 1000 = 1601: 600 >= 500, an update.
+    h.expect(h.ours(ACK, h.local_seq(1), h.remote_seq(601), window=1000))
     _data(h, 601, b"z" * 500)
     h.expect(h.ours(ACK, h.local_seq(1), h.remote_seq(1101), window=500))
     assert h.conn.receive(now=h.now) == b"z" * 500
@@ -213,17 +215,19 @@ def test_segment_beyond_the_window_gets_an_ack(offset: int) -> None:
     assert h.path == ACTIVE
 
 
-def test_out_of_order_segment_is_dropped_with_an_immediate_duplicate_ack() -> None:
-    """Reassembly is not implemented yet: text past RCV.NXT is dropped, and the
-    duplicate ACK (RFC 5681 4.2) tells the sender where the hole starts."""
+def test_out_of_order_segment_is_held_and_the_gap_fill_delivers_both() -> None:
+    """Text past RCV.NXT waits in the reassembly queue with an immediate duplicate ACK
+    (RFC 5681 4.2); the segment that fills the gap releases it all, ACKed at once."""
     h = Harness()
     h.to_established()
     _data(h, 6, b"world")
     h.expect(h.ours(ACK, h.local_seq(1), h.remote_seq(1)))
     assert h.events() == []
+    assert h.conn.reassembly_held == 5
     _data(h, 1, b"hello")
-    h.expect(h.ours(ACK, h.local_seq(1), h.remote_seq(6), window=65530))
-    assert h.conn.receive(now=h.now) == b"hello"
+    h.expect(h.ours(ACK, h.local_seq(1), h.remote_seq(11), window=65525))
+    assert h.conn.reassembly_held == 0
+    assert h.conn.receive(now=h.now) == b"helloworld"
 
 
 def test_out_of_order_fin_is_not_taken_and_gets_a_duplicate_ack() -> None:
@@ -397,17 +401,20 @@ def test_send_segments_at_the_peer_mss_with_psh_on_the_last() -> None:
 
 
 def test_send_is_limited_by_the_peer_window() -> None:
-    """RFC 9293 3.8.6: send no more than SND.UNA + SND.WND."""
+    """RFC 9293 3.8.6: send no more than SND.UNA + SND.WND; 3.8.6.2.1: the 50 octets left
+    in the window are less than half the largest window (75) while data is in flight,
+    so they wait instead of going as a runt."""
     h = _established(peer_mss=100, peer_window=150)
     data = bytes(range(250))
     assert h.conn.send(data, now=h.now) == 250
-    h.expect(
-        h.ours(ACK, h.local_seq(1), h.remote_seq(1), payload=data[:100]),
-        h.ours(ACK, h.local_seq(101), h.remote_seq(1), payload=data[100:150]),
-    )
-    # The peer takes 100 octets and keeps a 150-octet window: 100 more may go.
+    h.expect(h.ours(ACK, h.local_seq(1), h.remote_seq(1), payload=data[:100]))
+    # The peer takes 100 octets and keeps a 150-octet window: 150 more may go, a full
+    # segment and the last 50 octets (all that is queued, TCP_NODELAY in PLAIN).
     h.feed(h.peer(ACK, h.remote_seq(1), h.local_seq(101), window=150), at=30)
-    h.expect(h.ours(ACK | PSH, h.local_seq(151), h.remote_seq(1), payload=data[150:]))
+    h.expect(
+        h.ours(ACK, h.local_seq(101), h.remote_seq(1), payload=data[100:200]),
+        h.ours(ACK | PSH, h.local_seq(201), h.remote_seq(1), payload=data[200:]),
+    )
     h.feed(h.peer(ACK, h.remote_seq(1), h.local_seq(251), window=150), at=60)
     h.expect_nothing()
     assert h.next_timer_ms() is None
@@ -448,8 +455,9 @@ def test_data_and_ack_of_peer_data_share_a_segment() -> None:
 
 def test_data_is_retransmitted_with_exponential_backoff_then_times_out() -> None:
     """RFC 6298 5.4-5.6: on expiry resend the earliest unacknowledged segment (SND.NXT
-    goes back to SND.UNA) and double the RTO, up to max_rto = 120 s; give up after
-    data_retries = 15 (Linux's tcp_retries2, RFC 9293 3.8.3 R2)."""
+    goes back to SND.UNA) and double the RTO, up to max_rto = 120 s. RFC 9293 3.8.3 R2
+    as Linux measures tcp_retries2 = 15: a time budget of 924.6 s (200 ms doubling 9
+    times, then six 120 s steps) from the first unanswered transmission."""
     h = Harness()
     h.to_established()
     assert h.conn.send(b"hello", now=h.now) == 5
@@ -457,18 +465,21 @@ def test_data_is_retransmitted_with_exponential_backoff_then_times_out() -> None
     h.expect(segment)
     deadline = 0
     rto = 1000
-    for _ in range(15):
+    resent_at = []
+    while deadline + rto < 924_600:
         deadline += rto
         assert h.next_timer_ms() == deadline
         h.fire(deadline - 1)
         h.expect_nothing()
         h.fire(deadline)
         h.expect(segment)
+        resent_at.append(deadline // 1000)
         assert h.conn.snd_nxt == h.local_seq(6)
         rto = min(rto * 2, 120_000)
         assert h.conn.rto == rto * MILLISECOND
+    assert resent_at == [1, 3, 7, 15, 31, 63, 127, 247, 367, 487, 607, 727, 847]
     deadline += rto
-    assert deadline == 1_207_000  # 1+2+4+...+64 s, then 120 s nine times
+    assert deadline == 967_000  # the first expiry past the 924.6 s budget
     assert h.next_timer_ms() == deadline
     h.fire(deadline)
     h.expect_nothing()
@@ -478,22 +489,23 @@ def test_data_is_retransmitted_with_exponential_backoff_then_times_out() -> None
 
 
 def test_data_retries_is_configurable() -> None:
+    """data_retries = 2 gives Linux's budget of (2**3 - 1) * 200 ms = 1.4 s."""
     h = _established(PLAIN.with_changes(data_retries=2))
     assert h.conn.send(b"x", now=h.now) == 1
     segment = h.ours(ACK | PSH, h.local_seq(1), h.remote_seq(1), payload=b"x")
     h.expect(segment)
     h.fire(1000)
-    h.expect(segment)
+    h.expect(segment)  # 1 s < 1.4 s: resend
+    assert h.next_timer_ms() == 3000
     h.fire(3000)
-    h.expect(segment)
-    assert h.next_timer_ms() == 7000
-    h.fire(7000)
-    h.expect_nothing()
+    h.expect_nothing()  # 3 s >= 1.4 s: give up
     assert h.events() == [Closed(CloseReason.TIMEOUT)]
 
 
-def test_ack_after_a_retransmission_resets_the_retry_count() -> None:
-    h = _established(PLAIN.with_changes(data_retries=2))
+def test_ack_after_a_retransmission_restarts_the_budget() -> None:
+    """data_retries = 4: budget (2**5 - 1) * 200 ms = 6.2 s, counted from the head
+    segment's transmission, so an ACK of new data starts it over."""
+    h = _established(PLAIN.with_changes(data_retries=4))
     assert h.conn.send(b"a", now=h.now) == 1
     h.expect(h.ours(ACK | PSH, h.local_seq(1), h.remote_seq(1), payload=b"a"))
     h.fire(1000)
@@ -506,9 +518,8 @@ def test_ack_after_a_retransmission_resets_the_retry_count() -> None:
     # No RTT sample was taken (Karn), so the backed-off RTO of 4 s stays.
     assert h.next_timer_ms() == 7100
     h.fire(7100)
+    assert h.state is State.ESTABLISHED  # 4 s of the fresh 6.2 s budget used
     h.fire(15_100)
-    assert h.state is State.ESTABLISHED  # two fresh retries allowed
-    h.fire(31_100)
     assert h.events() == [Closed(CloseReason.TIMEOUT)]
 
 

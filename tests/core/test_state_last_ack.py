@@ -11,7 +11,7 @@ import pytest
 from tcpstack.core.errors import InvalidOperation
 from tcpstack.core.events import Closed, CloseReason, EndOfStream
 from tcpstack.core.state import State
-from tests.core.harness import ACK, FIN, PSH, RST, SYN, Harness
+from tests.core.harness import ACK, FIN, PSH, RESENDS_BEFORE_R2, RST, SYN, Harness
 
 LAST_ACK_PATH = [
     State.CLOSED,
@@ -70,7 +70,7 @@ def test_fin_retransmissions_give_up_after_data_retries() -> None:
     h.to_last_ack()
     fin = h.ours(FIN | ACK, h.local_seq(1), h.remote_seq(2))
     deadline = 0
-    for k in range(15):
+    for k in range(RESENDS_BEFORE_R2):
         deadline += min(1000 << k, 120_000)
         h.fire(deadline)
         h.expect(fin)

@@ -89,17 +89,30 @@ def test_syn_without_mss_option_means_536() -> None:
     assert h.conn.snd_mss == 536
 
 
-@pytest.mark.parametrize("payload", [b"early", b""])
-def test_text_and_fin_on_a_syn_are_not_taken(payload: bytes) -> None:
-    """Like Linux without TCP Fast Open, text or FIN on the SYN is not queued (the code
-    documents it): RCV.NXT covers the SYN only, so the peer resends them later."""
+def test_text_on_a_syn_is_not_taken() -> None:
+    """Like Linux without TCP Fast Open, text on the SYN is not queued (the code
+    documents it): RCV.NXT covers the SYN only, so the peer resends the text later."""
     h = Harness()
     h.to_listen()
-    h.feed(h.peer(SYN | FIN, REMOTE_ISS, payload=payload))
+    h.feed(h.peer(SYN, REMOTE_ISS, payload=b"early"))
     h.expect(h.ours(SYN | ACK, LOCAL_ISS, h.remote_seq(1), options=MSS_OPTION))
     assert h.state is State.SYN_RECEIVED
     assert h.conn.receive_buffered == 0
     assert h.events() == []
+
+
+@pytest.mark.parametrize("payload", [b"early", b""])
+def test_syn_with_fin_is_discarded(payload: bytes) -> None:
+    """SYN+FIN is a scanner's probe, not an opening: Linux discards it in LISTEN without
+    a reply, and so does tcpstack."""
+    h = Harness()
+    h.to_listen()
+    h.feed(h.peer(SYN | FIN, REMOTE_ISS, payload=payload))
+    h.expect_nothing()
+    assert h.state is State.LISTEN
+    assert h.events() == []
+    drops = [r for r in h.trace.of_kind("segment_in") if r.data["verdict"] == "drop"]
+    assert [r.data["reason"] for r in drops] == ["SYN with FIN in LISTEN is discarded"]
 
 
 def test_syn_from_another_port_than_the_open_named_gets_rst() -> None:

@@ -191,8 +191,12 @@ def test_cli_lists_scenarios(capsys: pytest.CaptureFixture[str]) -> None:
 
 def test_cli_prints_the_ladder_with_states_and_segments() -> None:
     text = render_scenario(SCENARIOS["three-way-handshake"])
-    assert "S 0:0(0) win 65535 <mss 1460>" in text
-    assert "S. 0:0(0) ack 1 win 65535 <mss 1460>" in text
+    # Linux-like defaults: MSS, SACK-permitted, timestamps and window scale on the SYN.
+    assert "S 0:0(0) win 65535 <mss 1460,sackOK,TS val 2321205678 ecr 0,wscale 3>" in text
+    assert (
+        "S. 0:0(0) ack 1 win 65535 <mss 1460,sackOK,TS val 1137604413 ecr 2321205678,"
+        "wscale 3>" in text
+    )
     assert "[CLOSED -> SYN_SENT]" in text
     assert "[SYN_RECEIVED -> ESTABLISHED]" in text
     assert "client         CLOSED -> SYN_SENT -> ESTABLISHED" in text

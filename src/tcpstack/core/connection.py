@@ -5,7 +5,10 @@ Three inputs: user calls, `receive_segment`, `handle_timer`. Two outputs:
 `now` (int microseconds) from the driver; the connection never reads a clock.
 
 Segment processing follows RFC 9293 3.10.7 step by step, a method per step; each rule
-names the section (and MUST number where the RFC gives one) it comes from.
+names the section (and MUST number where the RFC gives one) it comes from. Reliable
+transfer adds RFC 6298 (retransmission timer), RFC 7323 (window scaling, timestamps,
+PAWS), RFC 2018 and RFC 6675 (SACK and SACK-based recovery), RFC 5681 and RFC 6582
+(congestion control, fast retransmit, NewReno) and RFC 5482 (user timeout).
 """
 
 from __future__ import annotations
@@ -13,7 +16,8 @@ from __future__ import annotations
 from collections import deque
 from collections.abc import Callable
 
-from tcpstack.core.config import SECOND, Config
+from tcpstack.core.config import MILLISECOND, SECOND, Config
+from tcpstack.core.congestion import CongestionControl, make_controller
 from tcpstack.core.errors import InvalidOperation
 from tcpstack.core.events import (
     Closed,
@@ -24,9 +28,12 @@ from tcpstack.core.events import (
     Event,
     SendSpaceAvailable,
 )
+from tcpstack.core.reassembly import Reassembly
 from tcpstack.core.rtt import RttEstimator
+from tcpstack.core.sack import DUP_THRESH, Scoreboard
 from tcpstack.core.segment import NO_OPTIONS, Flag, Options, Segment
 from tcpstack.core.seq import (
+    MASK,
     seq_add,
     seq_ge,
     seq_gt,
@@ -41,8 +48,14 @@ from tcpstack.core.trace import TraceKind, Tracer, TraceRecord
 FourTuple = tuple[str, int, str, int]  # local ip, local port, remote ip, remote port
 IsnGenerator = Callable[[FourTuple, int], int]  # (4-tuple, now) -> initial sequence number
 
-# The largest window the 16-bit header field can carry without window scaling.
+# The largest window the 16-bit header field can carry.
 MAX_UNSCALED_WINDOW = 0xFFFF
+# RFC 7323 2.3: a shift count above 14 is treated as 14.
+MAX_WINDOW_SHIFT = 14
+# Bytes the timestamp option takes in every segment once negotiated (with two NOPs).
+TIMESTAMP_OPTION_SPACE = 12
+# Linux's TCP_RTO_MIN, the base of its tcp_retries2 time budget.
+LINUX_RTO_MIN = 200 * MILLISECOND
 
 # States in which our data and FIN may go out (once our SYN is acknowledged).
 _SENDING_STATES = frozenset(
@@ -54,6 +67,27 @@ _RECEIVING_STATES = frozenset({State.ESTABLISHED, State.FIN_WAIT_1, State.FIN_WA
 _CLOSING_STATES = frozenset(
     {State.FIN_WAIT_1, State.FIN_WAIT_2, State.CLOSING, State.LAST_ACK, State.TIME_WAIT}
 )
+
+
+def retransmission_budget(retries: int, rto_base: int, rto_max: int) -> int:
+    """How long Linux retransmits before giving up, for tcp_retries2-style `retries`.
+
+    Linux turns the retry count into time (tcp_model_timeout): the sum of `retries`
+    doubling RTOs starting at `rto_base` and capped at `rto_max`. For 15 retries from
+    200 ms with a 120 s cap that is 924.6 s.
+    """
+    threshold = max((rto_max // rto_base).bit_length() - 1, 0)  # ilog2
+    if retries <= threshold:
+        return ((2 << retries) - 1) * rto_base
+    return ((2 << threshold) - 1) * rto_base + (retries - threshold) * rto_max
+
+
+def window_shift_for(buffer_size: int) -> int:
+    """The smallest RFC 7323 shift that lets a 16-bit field describe `buffer_size`."""
+    shift = 0
+    while (buffer_size >> shift) > MAX_UNSCALED_WINDOW and shift < MAX_WINDOW_SHIFT:
+        shift += 1
+    return shift
 
 
 class Connection:
@@ -68,7 +102,8 @@ class Connection:
         isn_generator: IsnGenerator,
         tracer: Tracer | None = None,
     ) -> None:
-        self.config = config if config is not None else Config()
+        config = config if config is not None else Config()
+        self.config = config
         self.local_ip, self.local_port = local
         self.remote_ip, self.remote_port = remote if remote is not None else ("", 0)
         self._isn_generator = isn_generator
@@ -90,14 +125,28 @@ class Connection:
         self.snd_wnd = 0
         self.snd_wl1 = 0
         self.snd_wl2 = 0
-        self.snd_mss = self.config.default_peer_mss
+        self.max_snd_wnd = 0  # the largest window the peer ever offered (3.8.6.2.1)
+        self.snd_mss = config.default_peer_mss
         # Receive sequence variables.
         self.irs = 0
         self.rcv_nxt = 0
 
+        # Negotiated in the handshake (RFC 7323, RFC 2018): both ends must offer.
+        self.snd_wscale = 0  # the peer's shift: its window fields are scaled by it
+        self.rcv_wscale = 0  # our shift, applied to the windows we advertise
+        self.ts_enabled = False
+        self.ts_recent = 0  # TS.Recent (RFC 7323 4.3)
+        self._ts_offset = 0
+        self._last_ack_sent = 0  # Last.ACK.sent (RFC 7323 4.3)
+        self.sack_enabled = False
+        self.rcv_wscale_offered = False  # the peer's SYN carried window scale
+
         # Send buffer: bytes from _send_buffer_seq on, acknowledged bytes removed.
+        # _send_offset counts the bytes ever acknowledged, so that SACK ranges are kept
+        # as unbounded stream offsets instead of wrapping sequence numbers.
         self._send_buffer = bytearray()
         self._send_buffer_seq = 0
+        self._send_offset = 0
         self._send_space_wanted = False  # send() accepted less than offered
         self._fin_queued = False  # CLOSE called: FIN goes after the buffered data
         self._fin_seq: int | None = None  # the sequence number our FIN occupies
@@ -105,24 +154,44 @@ class Connection:
         self._syn_acked = False
         self._user_closed = False  # close() called (socket semantics: no second close)
 
-        # Receive buffer: in-order bytes the application has not read yet.
+        # Receive buffer: in-order bytes the application has not read yet; out-of-order
+        # bytes wait in the reassembly queue. _receive_offset is RCV.NXT as a stream
+        # offset (bytes received in order so far).
         self._receive_buffer = bytearray()
+        self._reassembly = Reassembly(config.receive_buffer_size, config.max_reassembly_blocks)
+        self._receive_offset = 0
+        self._ooo_fin_offset: int | None = None  # a FIN that arrived beyond a gap
         self._fin_received = False
-        self._advertised_right_edge = 0  # rcv_nxt + window in our last segment
+        self._advertised_edge: int | None = None  # rcv_nxt + window in our last segment
+
+        # Congestion control and loss recovery.
+        self._cc: CongestionControl = make_controller(config.congestion_control, config.mss)
+        self._scoreboard = Scoreboard()
+        self._dupacks = 0
+        self._in_recovery = False
+        self._recover = 0  # RFC 6582 "recover": SND.MAX when recovery started
+        self._rtx_high = 0  # SACK recovery: holes below this offset were resent
+        self._last_send_time = 0
 
         # Timers: absolute deadlines in µs, None when stopped.
-        self._rtt = RttEstimator(self.config.initial_rto, self.config.min_rto, self.config.max_rto)
+        self._rtt = RttEstimator(config.initial_rto, config.min_rto, config.max_rto)
         self._retransmit_deadline: int | None = None
+        self._retransmit_armed_at = 0
         self._persist_deadline: int | None = None
         self._persist_backoff = 0
+        self._delayed_ack_deadline: int | None = None
         self._time_wait_deadline: int | None = None
         self.retransmissions = 0  # consecutive expiries of the retransmission timer
         self.total_retransmissions = 0
+        self._rtx_stamp: int | None = None  # when the unanswered head segment went out
         self._rtt_timed_seq: int | None = None  # Karn's rule: only a never-resent segment
         self._rtt_timed_at = 0
+        self._last_received_at = 0
 
         self._outbox: list[Segment] = []
-        self._need_ack = False  # an ACK is owed; the flush at the end of an input sends it
+        self._need_ack = False  # an ACK is owed now; the flush at the end of input sends it
+        self._ack_delayed = False  # an ACK is owed, but may wait (delayed ACK)
+        self._full_segments_unacked = 0
         self._listen_remote = ("", 0)  # the foreign socket named by listen(), if any
         self._events: deque[Event] = deque()
         self.close_reason: CloseReason | None = None
@@ -216,12 +285,9 @@ class Connection:
         del self._receive_buffer[:max_bytes]
         # Reading opens the receive window; tell the peer once the opening is worth a
         # segment (receiver-side silly window avoidance, RFC 9293 3.8.6.2.2).
-        if self.state in _RECEIVING_STATES:
-            opening = seq_sub(self._window_right_edge(), self._advertised_right_edge)
-            threshold = min(self.config.receive_buffer_size // 2, self.config.mss)
-            if opening >= threshold:
-                self._need_ack = True
-                self._flush(now)
+        if self.state in _RECEIVING_STATES and self._window_update_due():
+            self._need_ack = True
+            self._flush(now)
         self._wake()
         return data
 
@@ -258,6 +324,9 @@ class Connection:
         if state is State.CLOSED:
             raise InvalidOperation("abort", state, "connection does not exist")
         self._trace_user("abort", now)
+        # Segments not yet collected by the driver are not sent: RFC 9293 3.10.5 gives
+        # every queued SEND a "reset" response; only the RST goes out.
+        self._outbox.clear()
         if state in (State.SYN_RECEIVED, State.ESTABLISHED, State.FIN_WAIT_1) or state in (
             State.FIN_WAIT_2,
             State.CLOSE_WAIT,
@@ -293,6 +362,7 @@ class Connection:
         for deadline in (
             self._retransmit_deadline,
             self._persist_deadline,
+            self._delayed_ack_deadline,
             self._time_wait_deadline,
         ):
             if deadline is not None and (best is None or deadline < best):
@@ -306,6 +376,11 @@ class Connection:
         return len(self._receive_buffer)
 
     @property
+    def reassembly_held(self) -> int:
+        """Out-of-order bytes waiting for a gap to fill."""
+        return self._reassembly.held
+
+    @property
     def send_buffered(self) -> int:
         """Bytes queued or in flight, not yet acknowledged."""
         return len(self._send_buffer)
@@ -316,8 +391,32 @@ class Connection:
 
     @property
     def rcv_wnd(self) -> int:
-        """RCV.WND: free space in the receive buffer (RFC 9293 3.3.1)."""
-        return max(self.config.receive_buffer_size - len(self._receive_buffer), 0)
+        """RCV.WND (RFC 9293 3.3.1): what we take in, at least the window we offered."""
+        free = max(self.config.receive_buffer_size - len(self._receive_buffer), 0)
+        edge = self._advertised_edge
+        if edge is not None and seq_gt(edge, self.rcv_nxt):
+            return max(free, seq_sub(edge, self.rcv_nxt))
+        return free
+
+    @property
+    def cwnd(self) -> int:
+        return self._cc.cwnd
+
+    @property
+    def ssthresh(self) -> int:
+        return self._cc.ssthresh
+
+    @property
+    def in_recovery(self) -> bool:
+        return self._in_recovery
+
+    @property
+    def effective_mss(self) -> int:
+        """Eff.snd.MSS (RFC 9293 3.7.1): payload bytes per full segment, after options."""
+        mss = min(self.snd_mss, self.config.mss)
+        if self.ts_enabled:
+            mss -= TIMESTAMP_OPTION_SPACE
+        return max(mss, 1)
 
     @property
     def rto(self) -> int:
@@ -326,6 +425,10 @@ class Connection:
     @property
     def srtt(self) -> int | None:
         return self._rtt.srtt
+
+    @property
+    def rttvar(self) -> int:
+        return self._rtt.rttvar
 
     @property
     def peer_closed(self) -> bool:
@@ -337,9 +440,14 @@ class Connection:
         named = {
             "retransmit": self._retransmit_deadline,
             "persist": self._persist_deadline,
+            "delayed_ack": self._delayed_ack_deadline,
             "time_wait": self._time_wait_deadline,
         }
         return {name: when for name, when in named.items() if when is not None}
+
+    def window_field(self) -> int:
+        """The window field our next segment will carry (pure; see _window_field)."""
+        return self._window_field(update=False)
 
     # ------------------------------------------------------------------ timers
 
@@ -353,6 +461,11 @@ class Connection:
             self._persist_deadline = None
             self._trace_timer(TraceKind.TIMER_FIRED, "persist", now, now)
             self._on_persist_timeout(now)
+        if self._delayed_ack_deadline is not None and now >= self._delayed_ack_deadline:
+            self._delayed_ack_deadline = None
+            self._trace_timer(TraceKind.TIMER_FIRED, "delayed_ack", now, now)
+            if self._ack_delayed:
+                self._need_ack = True
         if self._time_wait_deadline is not None and now >= self._time_wait_deadline:
             self._time_wait_deadline = None
             self._trace_timer(TraceKind.TIMER_FIRED, "time_wait", now, now)
@@ -365,29 +478,67 @@ class Connection:
     def _on_retransmit_timeout(self, now: int) -> None:
         if self.state is State.CLOSED or self.snd_una == self.snd_max:
             return
-        self.retransmissions += 1
         if not self._syn_acked:
+            # SYN and SYN,ACK: counted like Linux's tcp_syn_retries / tcp_synack_retries.
+            self.retransmissions += 1
             limit = (
                 self.config.syn_retries
                 if self.state is State.SYN_SENT
                 else self.config.synack_retries
             )
-        else:
-            limit = self.config.data_retries
-        if self.retransmissions > limit:
-            # RFC 9293 3.8.3 R2 (MUST-20): past the threshold, close the connection.
+            if self.retransmissions > limit:
+                # RFC 9293 3.8.3 R2 (MUST-20): past the threshold, close the connection.
+                self._enter_closed(Trigger.TIMEOUT_RETRANSMIT, CloseReason.TIMEOUT, now)
+                return
+            self.total_retransmissions += 1
+            self._rtt.back_off()
+            self._rtt_timed_seq = None  # Karn's rule
+            self.snd_nxt = self.snd_una
+            self._send_syn(now)
+            return
+        if self._rtx_stamp is None:
+            self._rtx_stamp = self._retransmit_armed_at
+        if self.snd_wnd == 0:
+            # The peer shrank its window to zero with our data in flight: our resends
+            # are window probes (RFC 9293 3.8.6.1). Like Linux, do not count them while
+            # the peer answers; give up only when it has been silent for max_rto.
+            if now - self._last_received_at > self.config.max_rto:
+                self._enter_closed(Trigger.TIMEOUT_RETRANSMIT, CloseReason.TIMEOUT, now)
+                return
+            self._rtt.back_off()
+            self.total_retransmissions += 1
+            self._retransmit_head(now, force=True)
+            self._arm_retransmit(now)
+            return
+        elapsed = now - self._rtx_stamp
+        if self.config.user_timeout:
+            # RFC 5482 / TCP_USER_TIMEOUT: data unacknowledged this long ends it.
+            if elapsed >= self.config.user_timeout:
+                self._enter_closed(Trigger.TIMEOUT_RETRANSMIT, CloseReason.USER_TIMEOUT, now)
+                return
+        elif elapsed >= retransmission_budget(
+            self.config.data_retries, LINUX_RTO_MIN, self.config.max_rto
+        ):
+            # RFC 9293 3.8.3 R2 (MUST-20), measured in time as Linux's tcp_retries2 is.
             self._enter_closed(Trigger.TIMEOUT_RETRANSMIT, CloseReason.TIMEOUT, now)
             return
+        self.retransmissions += 1
         self.total_retransmissions += 1
-        # RFC 6298 5.5-5.6: back off the timer, retransmit the earliest unacknowledged
-        # segment. Going back to snd_una resends the rest as the window allows.
+        if self.retransmissions == self.config.r1_retries:
+            # RFC 9293 3.8.3 R1 (MUST-20): tell the layer above the path may be broken.
+            self._trace_note(now, "R1 reached: retransmissions suggest a broken path")
+        # RFC 6298 5.5-5.6 and RFC 5681 3.1: back off, shrink cwnd to one segment, and
+        # resend from SND.UNA in slow start (going back over what was in flight).
+        flight = seq_sub(self.snd_max, self.snd_una)
+        self._cc.on_timeout(flight, now)
+        self._in_recovery = False
+        self._recover = self.snd_max  # RFC 6582 4: no fast retransmit for this window
+        self._dupacks = 0
+        self._scoreboard.clear()
         self._rtt.back_off()
         self._rtt_timed_seq = None  # Karn's rule: no sample from a retransmitted segment
         self.snd_nxt = self.snd_una
-        if not self._syn_acked:
-            self._send_syn(now)
-        else:
-            self._transmit(now)
+        self._transmit(now)
         if self._retransmit_deadline is None and self.snd_una != self.snd_max:
             self._arm_retransmit(now)
 
@@ -399,19 +550,7 @@ class Connection:
         offset = seq_sub(self.snd_una, self._send_buffer_seq)
         if offset >= len(self._send_buffer):
             return
-        probe = bytes(self._send_buffer[offset : offset + 1])
-        self._emit(
-            Segment(
-                self.local_port,
-                self.remote_port,
-                self.snd_una,
-                self.rcv_nxt,
-                Flag.ACK,
-                self._advertise_window(),
-                payload=probe,
-            ),
-            now,
-        )
+        self._emit_data(self.snd_una, 1, now)
         end = seq_add(self.snd_una, 1)
         if seq_gt(end, self.snd_max):
             self.snd_max = end
@@ -421,8 +560,13 @@ class Connection:
         self._arm_persist(now)
 
     def _arm_retransmit(self, now: int) -> None:
-        self._retransmit_deadline = now + self._rtt.rto
-        self._trace_timer(TraceKind.TIMER_ARMED, "retransmit", self._retransmit_deadline, now)
+        deadline = now + self._rtt.rto
+        if self.config.user_timeout and self._rtx_stamp is not None and self._syn_acked:
+            # Fire no later than the user timeout (Linux's tcp_clamp_rto_to_user_timeout).
+            deadline = max(min(deadline, self._rtx_stamp + self.config.user_timeout), now + 1)
+        self._retransmit_deadline = deadline
+        self._retransmit_armed_at = now
+        self._trace_timer(TraceKind.TIMER_ARMED, "retransmit", deadline, now)
 
     def _stop_retransmit(self, now: int) -> None:
         if self._retransmit_deadline is not None:
@@ -442,11 +586,17 @@ class Connection:
             self._persist_deadline = None
         self._persist_backoff = 0
 
+    def _stop_delayed_ack(self) -> None:
+        self._ack_delayed = False
+        self._full_segments_unacked = 0
+        self._delayed_ack_deadline = None
+
     # ------------------------------------------------------------------ arrivals
 
     def receive_segment(self, seg: Segment, *, now: int) -> None:
         """Process one arriving segment (RFC 9293 3.10.7). Never raises for peer input."""
         state = self.state
+        self._last_received_at = now
         if state is State.CLOSED:
             self._segment_in_closed(seg, now)
         elif state is State.LISTEN:
@@ -477,7 +627,11 @@ class Connection:
             self._verdict(seg, now, "reset", "ACK in LISTEN answered with RST (3.10.7.2)")
             self._emit(reset_for(seg), now)
             return
-        # Third: a SYN starts a connection.
+        # Third: a SYN starts a connection. A SYN that also carries FIN is nonsense
+        # that only scanners send; Linux discards it, and so do we.
+        if flags & Flag.SYN and flags & Flag.FIN:
+            self._verdict(seg, now, "drop", "SYN with FIN in LISTEN is discarded")
+            return
         if flags & Flag.SYN:
             if self.remote_port and seg.src_port != self.remote_port:
                 # A fully specified passive OPEN only takes its own foreign socket.
@@ -493,10 +647,10 @@ class Connection:
             self._update_send_window(seg, force=True)
             self._choose_iss(now)
             self._transition(Trigger.RCV_SYN, now)
-            if seg.payload or flags & Flag.FIN:
+            if seg.payload:
                 # RFC 9293 allows queueing text that rides on a SYN; like Linux without
                 # TCP Fast Open we do not, so the peer retransmits it after the handshake.
-                self._trace_note(now, "text or FIN on SYN not taken; the peer will resend")
+                self._trace_note(now, "text on SYN not taken; the peer will resend it")
             self._send_syn(now)
             return
         # Fourth: anything else is dropped.
@@ -590,22 +744,51 @@ class Connection:
             self._events.append(Established())
             return
 
+        # RFC 7323 5.3 R1 (PAWS): a timestamp older than TS.Recent marks an old
+        # duplicate from an earlier wrap of the sequence space: ACK and drop.
+        timestamp = seg.options.timestamp if seg.options is not NO_OPTIONS else None
+        if (
+            self.ts_enabled
+            and timestamp is not None
+            and not flags & Flag.RST
+            and seq_lt(timestamp[0], self.ts_recent)
+        ):
+            self._verdict(seg, now, "ack", "PAWS: timestamp older than TS.Recent (RFC 7323)")
+            self._need_ack = True
+            return
+
         # First: is the segment acceptable (3.10.7.4 table)?
         start, payload, acceptable = self._check_sequence(seg)
         if not acceptable:
             if flags & Flag.RST:
                 self._verdict(seg, now, "drop", "RST outside the window (3.10.7.4)")
                 return
-            if state is State.TIME_WAIT and flags & Flag.FIN and seg.end_seq == self.rcv_nxt:
+            ends_at_rcv_nxt = seg.seg_len > 0 and seg.end_seq == self.rcv_nxt
+            if state is State.TIME_WAIT and flags & Flag.FIN and ends_at_rcv_nxt:
                 # The peer's FIN again: our last ACK was lost. ACK it and restart 2*MSL
                 # (RFC 9293 3.10.7.4 eighth step, TIME-WAIT; seed claim C11a).
                 self._verdict(seg, now, "ack", "retransmitted FIN in TIME_WAIT: re-ACK")
                 self._need_ack = True
                 self._arm_time_wait(now)
                 return
-            self._verdict(seg, now, "ack", "unacceptable segment answered with ACK (3.10.7.4)")
             self._need_ack = True
+            if (
+                ends_at_rcv_nxt
+                and state is not State.SYN_RECEIVED
+                and not flags & Flag.SYN
+                and flags & Flag.ACK
+            ):
+                # An old duplicate that ends exactly at RCV.NXT (e.g. the peer resending
+                # its FIN because our ACK was lost) still carries a current ACK. Linux
+                # takes such ACKs (tcp_sequence accepts end_seq >= RCV.NXT); the strict
+                # table would drop them and cost the peer a retransmission round.
+                self._verdict(seg, now, "ack", "old duplicate: ACK it, use its ACK field")
+                self._update_timestamp(seg)
+                self._process_ack(seg, False, now)
+                return
+            self._verdict(seg, now, "ack", "unacceptable segment answered with ACK (3.10.7.4)")
             return
+        self._update_timestamp(seg)
 
         # Second: the RST bit (with the RFC 5961 exact-match rule RFC 9293 adopts).
         if flags & Flag.RST:
@@ -656,6 +839,18 @@ class Connection:
         # Seventh and eighth: segment text and FIN.
         self._verdict(seg, now, "accept", "")
         self._process_text_and_fin(seg, start, payload, fin_in_order, now)
+
+    def _update_timestamp(self, seg: Segment) -> None:
+        """RFC 7323 4.3: TS.Recent takes SEG.TSval when SEG.SEQ =< Last.ACK.sent."""
+        if not self.ts_enabled or seg.options is NO_OPTIONS:
+            return
+        timestamp = seg.options.timestamp
+        if (
+            timestamp is not None
+            and seq_ge(timestamp[0], self.ts_recent)
+            and seq_le(seg.seq, self._last_ack_sent)
+        ):
+            self.ts_recent = timestamp[0]
 
     def _check_sequence(self, seg: Segment) -> tuple[int, bytes, bool]:
         """RFC 9293 3.10.7.4 first step: acceptability, then trim to the window.
@@ -725,8 +920,12 @@ class Connection:
             self._verdict(seg, now, "ack", "ACK for data not yet sent: drop, send ACK")
             self._need_ack = True
             return False
+        if self.sack_enabled and seg.options is not NO_OPTIONS and seg.options.sack_blocks:
+            self._take_sack_blocks(seg.options.sack_blocks)
         if seq_lt(self.snd_una, ack):
-            self._ack_advances(ack, now)
+            self._new_ack(seg, ack, now)
+        elif ack == self.snd_una:
+            self._maybe_duplicate_ack(seg, now)
         if seq_le(self.snd_una, ack):
             self._update_send_window(seg)
             if self.snd_wnd == 0:
@@ -752,6 +951,94 @@ class Connection:
             return False
         return True
 
+    def _new_ack(self, seg: Segment, ack: int, now: int) -> None:
+        """SEG.ACK above SND.UNA: RTT, congestion window, loss recovery."""
+        acked = seq_sub(ack, self.snd_una)
+        flight = seq_sub(self.snd_max, self.snd_una)
+        timestamp = seg.options.timestamp if seg.options is not NO_OPTIONS else None
+        if self.ts_enabled and timestamp is not None and timestamp[1]:
+            # RFC 7323 4.1 (RTTM): the echoed timestamp dates the segment it answers,
+            # retransmitted or not, so every ACK of new data is a sample.
+            rtt_ms = (self._ts_clock(now) - timestamp[1]) & MASK
+            if rtt_ms < 1 << 31:
+                self._rtt.sample(max(rtt_ms * MILLISECOND, 1))
+                self._rtt_timed_seq = None
+        self._ack_advances(ack, now)
+        self._dupacks = 0
+        if self._in_recovery:
+            if seq_ge(ack, self._recover):
+                # RFC 6582 3.2 step 3 (full acknowledgment): recovery ends.
+                self._in_recovery = False
+                self._cc.on_recovery_exit(now)
+                self._trace_note(now, "loss recovery ends")
+            else:
+                # Partial acknowledgment (RFC 6582 3.2 step 4): the next hole is lost
+                # too. Resend it now; deflate the window by what was acknowledged.
+                if not self.sack_enabled:
+                    self._retransmit_head(now)
+                    cwnd = self._cc.cwnd - acked
+                    if acked >= self.effective_mss:
+                        cwnd += self.effective_mss
+                    self._cc.cwnd = max(cwnd, self.effective_mss)
+        else:
+            self._cc.on_ack(acked, flight, now, self._rtt.srtt)
+
+    def _maybe_duplicate_ack(self, seg: Segment, now: int) -> None:
+        """RFC 5681 2 (duplicate ACK) and 3.2 (fast retransmit), RFC 6675 5 (SACK)."""
+        if (
+            self.snd_una == self.snd_max
+            or seg.payload
+            or seg.flags & (Flag.SYN | Flag.FIN)
+            or self._scaled_window(seg) != self.snd_wnd
+            # With the window closed, repeated ACKs answer our probes; they say nothing
+            # about loss, so they do not count toward fast retransmit.
+            or self.snd_wnd == 0
+        ):
+            return
+        self._dupacks += 1
+        mss = self.effective_mss
+        if self._in_recovery:
+            if not self.sack_enabled:
+                # RFC 6582 3.2 step 4 / RFC 5681 3.2 step 4: each further duplicate ACK
+                # means a segment left the network; inflate cwnd to send new data.
+                self._cc.cwnd += mss
+            return
+        lost = self._dupacks >= DUP_THRESH or (
+            self.sack_enabled and self._scoreboard.is_lost(self._send_offset, mss)
+        )
+        # RFC 6582 3.2 step 2: only if the ACK covers more than "recover", so one
+        # window's losses trigger one reduction.
+        if lost and seq_gt(self.snd_una, self._recover):
+            self._enter_recovery(now)
+
+    def _enter_recovery(self, now: int) -> None:
+        flight = seq_sub(self.snd_max, self.snd_una)
+        self._in_recovery = True
+        self._recover = self.snd_max
+        self._cc.on_fast_retransmit(flight, now)
+        if self.sack_enabled:
+            # RFC 6675 5: cwnd = ssthresh; the pipe estimate replaces window inflation.
+            self._cc.cwnd = self._cc.ssthresh
+            self._rtx_high = self._send_offset
+        self._trace_note(now, f"fast retransmit: {self._dupacks} duplicate ACKs")
+        self._retransmit_head(now)
+        if self.sack_enabled:
+            self._rtx_high = self._send_offset + min(self.effective_mss, flight)
+
+    def _take_sack_blocks(self, blocks: tuple[tuple[int, int], ...]) -> None:
+        """RFC 2018: record SACK blocks that lie within what is in flight."""
+        for left, right in blocks:
+            if not (seq_lt(self.snd_una, right) and seq_le(right, self.snd_max)):
+                continue  # outside the flight (old, or bogus): ignore it
+            if seq_lt(left, self.snd_una):
+                left = self.snd_una
+            if not seq_lt(left, right):
+                continue
+            base = self._send_offset
+            self._scoreboard.add(
+                base + seq_sub(left, self.snd_una), base + seq_sub(right, self.snd_una)
+            )
+
     def _ack_advances(self, ack: int, now: int) -> None:
         """SND.UNA < SEG.ACK =< SND.MAX: release acknowledged bytes, restart timers."""
         acked = seq_sub(ack, self.snd_una)
@@ -763,6 +1050,8 @@ class Connection:
         if data_acked > 0:
             del self._send_buffer[:data_acked]
             self._send_buffer_seq = seq_add(self._send_buffer_seq, data_acked)
+            self._send_offset += data_acked
+            self._scoreboard.advance(self._send_offset)
         if self._fin_seq is not None and seq_gt(ack, self._fin_seq):
             self._fin_acked = True
         # RFC 6298 2.2-2.3 sample, only from a segment never retransmitted (Karn).
@@ -777,6 +1066,7 @@ class Connection:
         if seq_lt(self.snd_nxt, ack):
             self.snd_nxt = ack
         self.retransmissions = 0
+        self._rtx_stamp = None
         # RFC 6298 5.2-5.3: all acknowledged -> stop the timer, else restart it.
         self._stop_retransmit(now)
         if self.snd_una != self.snd_max:
@@ -785,15 +1075,23 @@ class Connection:
             self._send_space_wanted = False
             self._events.append(SendSpaceAvailable(self.send_space))
 
+    def _scaled_window(self, seg: Segment) -> int:
+        # RFC 7323 2.2: the window field of a SYN is never scaled.
+        if seg.flags & Flag.SYN:
+            return seg.window
+        return seg.window << self.snd_wscale
+
     def _update_send_window(self, seg: Segment, *, force: bool = False) -> None:
         """RFC 9293 3.10.7.4 fifth step: take SEG.WND unless the segment is older."""
         if force or (
             seq_lt(self.snd_wl1, seg.seq)
             or (self.snd_wl1 == seg.seq and seq_le(self.snd_wl2, seg.ack))
         ):
-            self.snd_wnd = seg.window
+            self.snd_wnd = self._scaled_window(seg)
             self.snd_wl1 = seg.seq
             self.snd_wl2 = seg.ack
+            if self.snd_wnd > self.max_snd_wnd:
+                self.max_snd_wnd = self.snd_wnd
 
     def _process_text_and_fin(
         self, seg: Segment, start: int, payload: bytes, fin_in_order: bool, now: int
@@ -804,64 +1102,139 @@ class Connection:
             # CLOSE_WAIT, CLOSING, LAST_ACK, TIME_WAIT: the peer's FIN came already, so
             # new text or FIN cannot arrive; ignore them (3.10.7.4 seventh step).
             return
+        if payload and start != self.rcv_nxt:
+            self._hold_out_of_order(seg, start, payload, now)
+            return
         if payload:
-            if start != self.rcv_nxt:
-                # Out of order: not kept yet (reassembly comes with the transfer work);
-                # an immediate duplicate ACK tells the sender where we are.
-                self._trace_note(now, "out-of-order text dropped")
+            gap_filled = len(self._reassembly) > 0
+            self._take_in_order(payload)
+            if gap_filled:
+                self._take_reassembled()
+                # RFC 5681 4.2: ACK at once when a segment fills (part of) a gap.
                 self._need_ack = True
-                return
-            self._receive_buffer += payload
-            self.rcv_nxt = seq_add(self.rcv_nxt, len(payload))
             self._events.append(DataAvailable(len(self._receive_buffer)))
-            self._need_ack = True
+            self._ack_received_data(len(payload))
         elif seg.payload:
             # Text that the first step cut away entirely: RCV.WND is 0 and only the
             # "special allowance" kept the segment for its ACK. The text itself is not
             # acceptable, so it gets an ACK (3.10.7.4 first step); that ACK is how a
             # zero-window probe learns the window (3.8.6.1), as in Linux.
             self._need_ack = True
-        if not fin_in_order:
+        if not fin_in_order and self._ooo_fin_offset != self._receive_offset:
             if seg.flags & Flag.FIN:
                 # A FIN beyond a gap is out of order too: the eighth step cannot take it
                 # yet, and RFC 5681 4.2 (RFC 1122 4.2.2.21) wants an immediate duplicate
                 # ACK for an out-of-order segment, text or not.
                 self._need_ack = True
+                self._ooo_fin_offset = self._receive_offset + seq_sub(
+                    seq_add(seg.end_seq, -1), self.rcv_nxt
+                )
             return
-        # Eighth step: the FIN. Advance RCV.NXT over it, ACK it, report end of stream.
+        self._take_fin(now)
+
+    def _take_fin(self, now: int) -> None:
+        """Eighth step: advance RCV.NXT over the FIN, ACK it, report end of stream."""
+        state = self.state
         self.rcv_nxt = seq_add(self.rcv_nxt, 1)
+        if self._advertised_edge is not None:
+            # The FIN takes a sequence number but no buffer space: the offered window
+            # keeps its size instead of looking one byte smaller (as in Linux).
+            self._advertised_edge = seq_add(self._advertised_edge, 1)
         self._fin_received = True
+        self._ooo_fin_offset = None
         self._events.append(EndOfStream())
-        self._need_ack = True
         if state is State.ESTABLISHED:
+            # Linux delays the ACK of a FIN that moves it to CLOSE_WAIT (pingpong mode),
+            # so an application that closes at once sends FIN+ACK: three segments.
+            self._delay_ack()
             self._transition(Trigger.RCV_FIN, now)
         elif state is State.FIN_WAIT_1:
+            self._need_ack = True
             if self._fin_acked:
                 self._transition(Trigger.RCV_FIN_ACK_OF_FIN, now)
                 self._enter_time_wait(now)
             else:
                 self._transition(Trigger.RCV_FIN, now)
         else:  # FIN_WAIT_2
+            self._need_ack = True
             self._transition(Trigger.RCV_FIN, now)
             self._enter_time_wait(now)
+
+    def _take_in_order(self, data: bytes) -> None:
+        self._receive_buffer += data
+        self.rcv_nxt = seq_add(self.rcv_nxt, len(data))
+        self._receive_offset += len(data)
+
+    def _take_reassembled(self) -> None:
+        """Move whatever the reassembly queue now continues into the receive buffer."""
+        ready = self._reassembly.pop_ready(self._receive_offset)
+        if ready:
+            self._take_in_order(ready)
+
+    def _hold_out_of_order(self, seg: Segment, start: int, payload: bytes, now: int) -> None:
+        """Text beyond RCV.NXT: keep it for reassembly (bounded), ACK at once (RFC 5681
+        4.2) so the sender sees a duplicate ACK, with SACK blocks when agreed."""
+        offset = self._receive_offset + seq_sub(start, self.rcv_nxt)
+        stored = self._reassembly.add(offset, payload, self._receive_offset)
+        if not stored and self._reassembly.held + len(payload) > self._reassembly.max_bytes:
+            self._trace_note(now, "out-of-order text dropped: reassembly limit")
+        if seg.flags & Flag.FIN:
+            self._ooo_fin_offset = offset + len(payload)
+        self._need_ack = True
+
+    def _ack_received_data(self, size: int) -> None:
+        """RFC 9293 3.8.6.3 / RFC 5681 4.2: ACK at least every second full-sized
+        segment, otherwise within the delayed-ACK timeout."""
+        config = self.config
+        if not config.delayed_ack or config.quickack:
+            self._need_ack = True
+            return
+        full = config.mss - (TIMESTAMP_OPTION_SPACE if self.ts_enabled else 0)
+        if size >= full:
+            self._full_segments_unacked += 1
+        if self._full_segments_unacked >= 2:
+            self._need_ack = True
+        else:
+            self._delay_ack()
+
+    def _delay_ack(self) -> None:
+        if not self.config.delayed_ack or self.config.quickack:
+            self._need_ack = True
+        else:
+            self._ack_delayed = True
 
     # ------------------------------------------------------------------ sending
 
     def _send_syn(self, now: int) -> None:
-        """SYN (SYN_SENT) or SYN,ACK (SYN_RECEIVED) with our MSS (RFC 9293 3.7.1)."""
+        """SYN (SYN_SENT) or SYN,ACK (SYN_RECEIVED) with our options (RFC 9293 3.7.1,
+        RFC 7323 2.2 and 3.2, RFC 2018 2). A SYN,ACK offers only what the SYN offered."""
+        config = self.config
         flags = Flag.SYN
         ack = 0
-        if self.state is not State.SYN_SENT:
+        active = self.state is State.SYN_SENT
+        if not active:
             flags |= Flag.ACK
             ack = self.rcv_nxt
+        offer_wscale = config.window_scaling and (active or self.rcv_wscale_offered)
+        offer_ts = config.timestamps and (active or self.ts_enabled)
+        offer_sack = config.sack and (active or self.sack_enabled)
+        options = Options(
+            mss=config.mss,
+            window_scale=window_shift_for(config.receive_buffer_size) if offer_wscale else None,
+            sack_permitted=offer_sack,
+            timestamp=(self._ts_clock(now), self.ts_recent if not active else 0)
+            if offer_ts
+            else None,
+        )
         seg = Segment(
             self.local_port,
             self.remote_port,
             self.iss,
             ack,
             flags,
-            self._advertise_window(),
-            options=Options(mss=self.config.mss),
+            # RFC 7323 2.2: the window in a SYN is never scaled.
+            min(self.rcv_wnd, MAX_UNSCALED_WINDOW),
+            options=options,
         )
         self._emit(seg, now)
         if self.snd_max == self.iss:
@@ -878,7 +1251,12 @@ class Connection:
             self._arm_retransmit(now)
 
     def _transmit(self, now: int) -> None:
-        """Send what the send window allows: data from snd_nxt on, then our FIN."""
+        """Send what the windows allow: data from snd_nxt on, then our FIN.
+
+        The usable window is min(SND.WND, cwnd) minus what is in flight (RFC 5681 2);
+        small segments wait under Nagle's algorithm (RFC 9293 3.7.4) and sender-side
+        silly window avoidance (3.8.6.2.1).
+        """
         if self.state not in _SENDING_STATES:
             return
         if not self._syn_acked and (self._send_buffer or not self._fin_queued):
@@ -892,14 +1270,22 @@ class Connection:
             # octet may not have been taken.
             self._stop_persist(now)
             self.snd_nxt = self.snd_una
-        mss = min(self.snd_mss, self.config.mss)
+        if self._in_recovery and self.sack_enabled:
+            self._sack_recovery_send(now)
+        cc = self._cc
+        if self.snd_una == self.snd_max and now - self._last_send_time > self._rtt.rto:
+            # RFC 5681 4.1: restart from the initial window after an idle RTO.
+            cc.on_idle_restart(now - self._last_send_time, self._rtt.rto, now)
+        mss = self.effective_mss
         buffer = self._send_buffer
-        window_end = seq_add(self.snd_una, self.snd_wnd)
+        nodelay = self.config.nodelay
         while True:
             offset = seq_sub(self.snd_nxt, self._send_buffer_seq)
             available = len(buffer) - offset if offset <= len(buffer) else 0
-            usable = seq_sub(window_end, self.snd_nxt) if seq_lt(self.snd_nxt, window_end) else 0
-            size = min(available, usable, mss)
+            in_flight = seq_sub(self.snd_nxt, self.snd_una)
+            pipe = in_flight - self._scoreboard.sacked if self.sack_enabled else in_flight
+            allowed = min(self.snd_wnd, cc.cwnd) - pipe
+            size = min(available, allowed, mss)
             send_fin = (
                 self._fin_queued
                 and size == available
@@ -908,22 +1294,18 @@ class Connection:
             )
             if size <= 0 and not send_fin:
                 break
-            flags = Flag.ACK
-            if size and size == available:
-                flags |= Flag.PSH
-            if send_fin:
-                flags |= Flag.FIN
-            payload = bytes(buffer[offset : offset + size]) if size else b""
-            seg = Segment(
-                self.local_port,
-                self.remote_port,
-                self.snd_nxt,
-                self.rcv_nxt,
-                flags,
-                self._advertise_window(),
-                payload=payload,
-            )
-            self._emit(seg, now)
+            if 0 < size < mss and not send_fin:
+                # A segment smaller than a full one goes only if it carries everything
+                # queued and (Nagle) nothing is in flight or TCP_NODELAY is on; or if it
+                # fills half the largest window the peer offered (SWS, 3.8.6.2.1).
+                last_piece = size == available
+                if not (
+                    (last_piece and (nodelay or in_flight == 0))
+                    or (self.max_snd_wnd and size >= self.max_snd_wnd // 2)
+                    or in_flight == 0
+                ):
+                    break
+            seg = self._emit_data(self.snd_nxt, size, now)
             if (
                 self._rtt_timed_seq is None
                 and self.retransmissions == 0
@@ -948,38 +1330,184 @@ class Connection:
         ):
             self._arm_persist(now)
 
+    def _sack_recovery_send(self, now: int) -> None:
+        """RFC 6675 5 (NextSeg rule 1): while the pipe leaves room, resend holes below
+        the highest SACKed byte that IsLost() marks as lost, each once per recovery."""
+        board = self._scoreboard
+        mss = self.effective_mss
+        highest = board.highest
+        if highest is None:
+            return
+        while True:
+            hole = board.next_hole(max(self._rtx_high, self._send_offset), highest)
+            if hole is None or not board.is_lost(hole[0], mss):
+                return
+            if self._pipe() + mss > self._cc.cwnd:
+                return
+            start, end = hole
+            size = min(end - start, mss)
+            seq = seq_add(self.snd_una, start - self._send_offset)
+            self._emit_data(seq, size, now)
+            self.total_retransmissions += 1
+            self._rtx_high = start + size
+
+    def _pipe(self) -> int:
+        """RFC 6675 SetPipe, simplified: bytes in flight that are neither SACKed nor
+        judged lost and not yet resent."""
+        board = self._scoreboard
+        in_flight = seq_sub(self.snd_max, self.snd_una)
+        pipe = in_flight - board.sacked
+        highest = board.highest
+        if highest is not None:
+            mss = self.effective_mss
+            pos = max(self._rtx_high, self._send_offset)
+            while (hole := board.next_hole(pos, highest)) is not None:
+                if not board.is_lost(hole[0], mss):
+                    break
+                pipe -= hole[1] - hole[0]
+                pos = hole[1]
+        return max(pipe, 0)
+
+    def _retransmit_head(self, now: int, *, force: bool = False) -> None:
+        """Resend the earliest unacknowledged segment (RFC 6298 5.4, RFC 5681 3.2),
+        without moving SND.NXT. `force` ignores a zero window (a probe)."""
+        offset = seq_sub(self.snd_una, self._send_buffer_seq)
+        available = len(self._send_buffer) - offset if offset <= len(self._send_buffer) else 0
+        size = min(available, self.effective_mss)
+        in_window = seq_sub(self.snd_max, self.snd_una)
+        if not force:
+            size = min(size, max(in_window, 0))
+        fin_pending = (
+            self._fin_queued
+            and self._fin_seq is not None
+            and seq_le(seq_add(self.snd_una, size), self._fin_seq)
+            and seq_gt(self.snd_max, self._fin_seq)
+        )
+        if size <= 0 and not fin_pending:
+            return
+        self._rtt_timed_seq = None  # Karn's rule
+        self.total_retransmissions += 1
+        self._emit_data(self.snd_una, size, now)
+
+    def _emit_data(self, seq: int, size: int, now: int) -> Segment:
+        """Emit `size` bytes of the send buffer starting at `seq`, with FIN when the
+        segment reaches our FIN's sequence number and the FIN is queued."""
+        offset = seq_sub(seq, self._send_buffer_seq)
+        buffer = self._send_buffer
+        flags = Flag.ACK
+        if size and offset + size == len(buffer):
+            flags |= Flag.PSH
+        if (
+            self._fin_queued
+            and self._fin_seq is not None
+            and seq_add(seq, size) == self._fin_seq
+            and offset + size == len(buffer)
+        ):
+            flags |= Flag.FIN
+        seg = Segment(
+            self.local_port,
+            self.remote_port,
+            seq,
+            self.rcv_nxt,
+            flags,
+            self._window_field(update=True),
+            0,
+            self._segment_options(now, with_sack=False),
+            bytes(buffer[offset : offset + size]) if size else b"",
+        )
+        self._emit(seg, now)
+        self._last_send_time = now
+        return seg
+
     def _flush(self, now: int) -> None:
-        """End of every input: send what the window allows, then a bare ACK if one is
-        owed and no segment sent just now carried it."""
+        """End of every input: send what the windows allow, then a bare ACK if one is
+        owed now and no segment sent just now carried it; a delayed one arms its timer."""
         if self.state in _SENDING_STATES:
             self._transmit(now)
         if self._need_ack:
             self._send_ack(now)
+        elif self._ack_delayed and self._delayed_ack_deadline is None:
+            self._delayed_ack_deadline = now + self.config.delayed_ack_timeout
+            self._trace_timer(TraceKind.TIMER_ARMED, "delayed_ack", self._delayed_ack_deadline, now)
 
     def _send_ack(self, now: int) -> None:
-        """<SEQ=SND.NXT><ACK=RCV.NXT><CTL=ACK> (RFC 9293 3.10.7.4)."""
+        """<SEQ=SND.NXT><ACK=RCV.NXT><CTL=ACK> (RFC 9293 3.10.7.4), with SACK blocks
+        describing held out-of-order data when SACK was agreed (RFC 2018 4)."""
         seg = Segment(
             self.local_port,
             self.remote_port,
             self.snd_nxt,
             self.rcv_nxt,
             Flag.ACK,
-            self._advertise_window(),
+            self._window_field(update=True),
+            0,
+            self._segment_options(now, with_sack=True),
         )
         self._emit(seg, now)
 
-    def _advertise_window(self) -> int:
-        wnd = min(self.rcv_wnd, MAX_UNSCALED_WINDOW)
-        self._advertised_right_edge = seq_add(self.rcv_nxt, wnd)
-        return wnd
+    def _segment_options(self, now: int, *, with_sack: bool) -> Options:
+        """Options for a non-SYN segment: timestamps when agreed (RFC 7323 3.2), and SACK
+        blocks, most recent first (RFC 2018 4), on ACKs while data is held."""
+        timestamp = (self._ts_clock(now), self.ts_recent) if self.ts_enabled else None
+        blocks: tuple[tuple[int, int], ...] = ()
+        if with_sack and self.sack_enabled and len(self._reassembly):
+            limit = 3 if timestamp is not None else 4
+            base = self._receive_offset
+            blocks = tuple(
+                (seq_add(self.rcv_nxt, start - base), seq_add(self.rcv_nxt, end - base))
+                for start, end in self._reassembly.sack_blocks(limit)
+            )
+        if timestamp is None and not blocks:
+            return NO_OPTIONS
+        return Options(timestamp=timestamp, sack_blocks=blocks)
 
-    def _window_right_edge(self) -> int:
-        return seq_add(self.rcv_nxt, min(self.rcv_wnd, MAX_UNSCALED_WINDOW))
+    def _ts_clock(self, now: int) -> int:
+        """TSval: a millisecond clock (RFC 7323 5.4 allows 1 ms .. 1 s per tick)."""
+        return (now // MILLISECOND + self._ts_offset) & MASK
+
+    def _window_field(self, *, update: bool) -> int:
+        """The window field to send: RCV.WND >> our shift (RFC 7323 2.3).
+
+        Receiver-side silly window avoidance (RFC 9293 3.8.6.2.2): the right edge moves
+        forward only in steps of at least min(buffer / 2, MSS). The offered window is
+        never shrunk (3.8.6.2.2, RFC 7323 2.4): rounding goes up, not down.
+        """
+        shift = self.rcv_wscale
+        rcv_nxt = self.rcv_nxt
+        free = max(self.config.receive_buffer_size - len(self._receive_buffer), 0)
+        free = min(free, MAX_UNSCALED_WINDOW << shift)
+        edge = seq_add(rcv_nxt, free)
+        old = self._advertised_edge
+        if old is not None and seq_ge(old, rcv_nxt):
+            step = min(self.config.receive_buffer_size // 2, self.config.mss)
+            if seq_le(edge, old) or seq_sub(edge, old) < step:
+                edge = old
+        window = seq_sub(edge, rcv_nxt)
+        field = min((window + (1 << shift) - 1) >> shift, MAX_UNSCALED_WINDOW)
+        if update:
+            self._advertised_edge = seq_add(rcv_nxt, field << shift)
+        return field
+
+    def _window_update_due(self) -> bool:
+        """Has reading opened the window far enough to tell the peer (3.8.6.2.2)?"""
+        old = self._advertised_edge
+        if old is None:
+            return False
+        free = max(self.config.receive_buffer_size - len(self._receive_buffer), 0)
+        edge = seq_add(self.rcv_nxt, min(free, MAX_UNSCALED_WINDOW << self.rcv_wscale))
+        step = min(self.config.receive_buffer_size // 2, self.config.mss)
+        return seq_gt(edge, old) and seq_sub(edge, old) >= step
 
     def _emit(self, seg: Segment, now: int) -> None:
         flags = seg.flags
-        if flags & Flag.ACK and seg.ack == self.rcv_nxt:
-            self._need_ack = False
+        if flags & Flag.ACK:
+            self._last_ack_sent = seg.ack
+            if seg.ack == self.rcv_nxt:
+                # Any segment carrying the current ACK settles what was owed.
+                self._need_ack = False
+                if self._ack_delayed or self._delayed_ack_deadline is not None:
+                    self._stop_delayed_ack()
+                self._full_segments_unacked = 0
         out = self._outbox
         if (
             out
@@ -989,6 +1517,7 @@ class Connection:
             and not out[-1].payload
             and out[-1].seq == seg.seq
             and seq_le(out[-1].ack, seg.ack)
+            and not out[-1].options.sack_blocks
         ):
             # A bare ACK the driver has not collected yet says nothing this segment does
             # not: send one segment, not two. This is how a FIN that the application
@@ -1026,6 +1555,7 @@ class Connection:
         """Entry action of TIME_WAIT: stop retransmitting and arm 2*MSL (3.10.7.4)."""
         self._stop_retransmit(now)
         self._stop_persist(now)
+        self._reassembly.clear()
         self._arm_time_wait(now)
 
     def _arm_time_wait(self, now: int) -> None:
@@ -1038,6 +1568,7 @@ class Connection:
         self._send_buffer.clear()
         self.remote_ip, self.remote_port = self._listen_remote
         self._need_ack = False
+        self._stop_delayed_ack()
         # The next SYN starts a new connection: its SYN,ACK gets the initial RTO (RFC
         # 6298 2.1) and the full synack_retries, not the backoff of the one just reset.
         self.retransmissions = 0
@@ -1051,6 +1582,9 @@ class Connection:
         self._stop_persist(now)
         self._time_wait_deadline = None
         self._need_ack = False
+        self._stop_delayed_ack()
+        self._reassembly.clear()
+        self._scoreboard.clear()
         self._transition(trigger, now)
         self.close_reason = reason
         self._events.append(Closed(reason))
@@ -1076,16 +1610,42 @@ class Connection:
             )
 
     def _choose_iss(self, now: int) -> None:
-        self.iss = self._isn_generator(self.four_tuple, now) & 0xFFFFFFFF
+        self.iss = self._isn_generator(self.four_tuple, now) & MASK
         self.snd_una = self.snd_nxt = self.snd_max = self.iss
         self._send_buffer_seq = seq_add(self.iss, 1)
+        # RFC 6582 3.2 step 1: "recover" starts at the initial send sequence number.
+        self._recover = self.iss
+        # RFC 7323 5.4 / 7.1: TSval starts at a per-connection offset, not at the
+        # host's clock. Mixing the ISN (keyed in production, RFC 6528) gives one.
+        self._ts_offset = (self.iss * 0x9E3779B1) & MASK
 
     def _take_syn_options(self, seg: Segment) -> None:
-        # RFC 9293 3.7.1 (MUST-15): without the MSS option assume 536.
+        """Learn the peer's MSS and which optional mechanisms both ends use."""
         options = seg.options
-        mss = options.mss if options is not NO_OPTIONS else None
-        # Clamp absurdly small values so that a segment always carries some data.
-        self.snd_mss = max(mss, 64) if mss is not None else self.config.default_peer_mss
+        config = self.config
+        # RFC 9293 3.7.1 (MUST-15): without the MSS option assume 536. Tiny values are
+        # raised to min_peer_mss so a peer cannot make us send 1-byte segments.
+        mss = options.mss
+        self.snd_mss = max(mss, config.min_peer_mss) if mss is not None else config.default_peer_mss
+        # RFC 7323 2.2: scaling applies only when both SYNs carry the option; a shift
+        # above 14 is taken as 14 (2.3).
+        if config.window_scaling and options.window_scale is not None:
+            self.rcv_wscale_offered = True
+            self.snd_wscale = min(options.window_scale, MAX_WINDOW_SHIFT)
+            self.rcv_wscale = window_shift_for(config.receive_buffer_size)
+        else:
+            self.rcv_wscale_offered = False
+            self.snd_wscale = self.rcv_wscale = 0
+        # RFC 7323 3.2: timestamps are used when both SYNs carry them.
+        if config.timestamps and options.timestamp is not None:
+            self.ts_enabled = True
+            self.ts_recent = options.timestamp[0]
+        else:
+            self.ts_enabled = False
+        # RFC 2018 2: SACK when both SYNs carry SACK-permitted.
+        self.sack_enabled = config.sack and options.sack_permitted
+        # The initial window is counted in segments, so the controller starts now.
+        self._cc = make_controller(config.congestion_control, self.effective_mss)
 
     def _verdict(self, seg: Segment, now: int, verdict: str, reason: str) -> None:
         if self._tracer is not None:

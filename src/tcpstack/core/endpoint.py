@@ -247,6 +247,10 @@ class Endpoint:
         if not flags & Flag.SYN:
             self._drop(now, "listen_no_syn", "no SYN, ACK or RST in LISTEN", seg)
             return
+        if flags & Flag.FIN:
+            # A scanner's SYN+FIN opens nothing (Linux discards it too).
+            self._drop(now, "listen_syn_fin", "SYN with FIN in LISTEN is discarded", seg)
+            return
         if len(listener.accept_queue) >= listener.backlog:
             self._drop(now, "listen_overflow", "accept queue full: SYN dropped", seg)
             return
