@@ -25,7 +25,18 @@ def main(argv: Sequence[str] | None = None) -> int:
     )
     scenario.add_argument("name", nargs="?", help="scenario name, or 'all'")
     scenario.add_argument("--list", action="store_true", help="list the scenarios")
-    args = parser.parse_args(argv)
+    commands.add_parser(
+        "bench",
+        help="run the benchmarks (figures as tables and JSON); see tcpstack bench --help",
+        add_help=False,
+    )
+    args_list = list(sys.argv[1:] if argv is None else argv)
+    if args_list[:1] == ["bench"]:
+        # The benchmark runner has its own options; hand it everything after "bench".
+        from tcpstack.benchmarks import run_benchmarks
+
+        return run_benchmarks(args_list[1:])
+    args = parser.parse_args(args_list)
     if args.command == "scenario":
         return _scenario_command(args.name, args.list)
     return 2  # pragma: no cover - argparse enforces the choices

@@ -114,6 +114,9 @@ def test_receive_returns_the_data_and_small_reads_send_no_window_update() -> Non
 
 
 def test_window_update_once_reading_opens_the_window_by_an_mss() -> None:
+    """Reading sends a bare window update only when the window the peer knows is down to
+    half the buffer or less and would at least double (Linux's tcp_cleanup_rbuf), and
+    the edge moves by at least min(buffer / 2, MSS) (RFC 9293 3.8.6.2.2)."""
     h = Harness()
     h.to_established()
     _data(h, 1, b"a" * 1460)
@@ -121,11 +124,21 @@ def test_window_update_once_reading_opens_the_window_by_an_mss() -> None:
     _data(h, 1461, b"b" * 600)
     h.expect(h.ours(ACK, h.local_seq(1), h.remote_seq(2061), window=65535 - 2060))
     assert h.events() == [DataAvailable(1460), DataAvailable(2060)]
-    assert h.conn.receive(1000, now=h.at(5)) == b"a" * 1000
-    h.expect_nothing()  # opened by 1000 < min(65535 // 2, 1460)
-    assert h.conn.receive(now=h.now) == b"a" * 460 + b"b" * 600
-    # Opened by 2060 >= 1460: tell the peer.
-    h.expect(h.ours(ACK, h.local_seq(1), h.remote_seq(2061), window=65535))
+    assert h.conn.receive(now=h.at(5)) == b"a" * 1460 + b"b" * 600
+    h.expect_nothing()  # the peer still knows 63,475 > 65,535 // 2: no bare update
+    # The next ACKs carry the edge the first read opened (2,060 >= one MSS). Fill the
+    # window until the peer knows only 65,535 - (40,000 - 2,060) = 27,595 octets
+    # (<= half), then read.
+    offset = 2061
+    while offset < 40_001:
+        size = min(1460, 40_001 - offset)
+        _data(h, offset, b"c" * size)
+        offset += size
+    h.sent()
+    assert h.conn.window_field() == 27_595
+    h.conn.receive(now=h.at(10))
+    # 65,535 >= 2 * 27,595: the update goes at once.
+    h.expect(h.ours(ACK, h.local_seq(1), h.remote_seq(40_001), window=65535))
 
 
 def test_window_update_threshold_is_half_a_small_buffer() -> None:

@@ -1489,14 +1489,24 @@ class Connection:
         return field
 
     def _window_update_due(self) -> bool:
-        """Has reading opened the window far enough to tell the peer (3.8.6.2.2)?"""
+        """Has reading opened the window far enough to tell the peer at once?
+
+        The edge may move only in steps of min(buffer / 2, MSS) (RFC 9293 3.8.6.2.2).
+        Beyond that, like Linux's tcp_cleanup_rbuf, a bare update is sent only when the
+        window the peer knows is down to half the buffer or less and would at least
+        double; otherwise the next ACK carries the new window anyway.
+        """
         old = self._advertised_edge
         if old is None:
             return False
-        free = max(self.config.receive_buffer_size - len(self._receive_buffer), 0)
+        buffer_size = self.config.receive_buffer_size
+        free = max(buffer_size - len(self._receive_buffer), 0)
         edge = seq_add(self.rcv_nxt, min(free, MAX_UNSCALED_WINDOW << self.rcv_wscale))
-        step = min(self.config.receive_buffer_size // 2, self.config.mss)
-        return seq_gt(edge, old) and seq_sub(edge, old) >= step
+        step = min(buffer_size // 2, self.config.mss)
+        if not seq_gt(edge, old) or seq_sub(edge, old) < step:
+            return False
+        known = seq_sub(old, self.rcv_nxt) if seq_gt(old, self.rcv_nxt) else 0
+        return known <= buffer_size // 2 and seq_sub(edge, self.rcv_nxt) >= 2 * known
 
     def _emit(self, seg: Segment, now: int) -> None:
         flags = seg.flags

@@ -28,6 +28,10 @@ class State(Enum):
     def __str__(self) -> str:
         return self.value
 
+    # Members are singletons: identity hashing (in C) is correct and avoids Enum's
+    # Python-level __hash__ on every `state in SOME_SET` test of the hot path.
+    __hash__ = object.__hash__
+
 
 class Trigger(Enum):
     """What caused a state change: a user call, an arriving segment, or a timer."""
