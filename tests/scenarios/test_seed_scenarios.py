@@ -177,7 +177,15 @@ def test_close_wait_leak_lasts_while_the_application_never_closes() -> None:
     server_paths = [p for name, p in paths.items() if name.startswith("server")]
     client_paths = [p for name, p in paths.items() if name.startswith("client")]
     assert server_paths == [[*PASSIVE_OPEN, "CLOSE_WAIT"]] * 3
-    assert client_paths == [[*ACTIVE_OPEN, "FIN_WAIT_1", "FIN_WAIT_2"]] * 3
+    # The clients closed (orphans): FIN_WAIT_2 ends after tcp_fin_timeout (C7).
+    assert client_paths == [[*ACTIVE_OPEN, "FIN_WAIT_1", "FIN_WAIT_2", "CLOSED"]] * 3
+    client_states = [
+        r for r in run.story.trace.of_kind(TraceKind.STATE) if r.conn.startswith(CLIENT_IP)
+    ]
+    entered = [r.time for r in client_states if r.data["to"] == "FIN_WAIT_2"]
+    left = [r.time for r in client_states if r.data["from"] == "FIN_WAIT_2"]
+    assert [b - a for a, b in zip(entered, left, strict=True)] == [60 * SECOND] * 3
+    assert closed_reason(run, "client") is CloseReason.FIN_WAIT_2_TIMEOUT
     assert run.story.now >= 3600 * SECOND
     assert run.server is not None
     assert EndOfStream() in run.story.server.events_of(run.server)

@@ -59,6 +59,7 @@ class App:
         self.conn: Connection | None = None
         self.written = 0
         self.close_called = False
+        self.shutdown_called = False
         self.received = bytearray()
         self.end_of_stream = False
         self.closed: list[CloseReason] = []
@@ -99,12 +100,24 @@ class App:
                 self.end_of_stream = True
         if conn.receive_buffered:
             self.received += conn.receive(now=now)
-        if conn.state in _WRITABLE and not self.close_called:
+        if conn.state in _WRITABLE and not self.shutdown_called:
             if self.written < len(self.payload) and conn.send_space:
                 self.written += conn.send(self.payload[self.written :], now=now)
             if self.written == len(self.payload):
-                conn.close(now=now)
-                self.close_called = True
+                # Half-close after the last write, and close() only once the peer's
+                # stream has been read to its end: closing with data unread (or still
+                # coming) resets the connection, as on Linux (RFC 9293 3.6.1).
+                conn.shutdown(now=now)
+                self.shutdown_called = True
+        if (
+            self.shutdown_called
+            and self.end_of_stream
+            and not conn.receive_buffered
+            and not self.close_called
+            and conn.state is not State.CLOSED
+        ):
+            conn.close(now=now)
+            self.close_called = True
 
     @property
     def finished(self) -> bool:

@@ -60,6 +60,29 @@ class Config:
     # Out-of-order data held for reassembly: bytes are bounded by the receive buffer,
     # blocks (gaps) by this.
     max_reassembly_blocks: int = 64
+    # TCP keepalive (RFC 9293 3.8.4; seed C15): off by default (MUST-24's "MUST default
+    # to off"); after `keepalive_idle` without receiving any segment, a probe every
+    # `keepalive_interval`; `keepalive_count` unanswered probes end the connection.
+    # Linux's defaults: 7200 s / 75 s / 9 (tcp_keepalive_time/intvl/probes).
+    keepalive: bool = False
+    keepalive_idle: int = 7200 * SECOND
+    keepalive_interval: int = 75 * SECOND
+    keepalive_count: int = 9
+    # Send one garbage octet in each probe, for peers that ignore zero-length probes
+    # (RFC 9293 3.8.4 mentions such implementations).
+    keepalive_garbage_octet: bool = False
+    # SO_LINGER: None = off. 0 = close() resets the connection (RST, no TIME_WAIT). N > 0
+    # = a blocking close() waits up to N µs for the FIN to be acknowledged; like Linux,
+    # the connection then closes normally in the background (no RST).
+    linger: int | None = None
+    # FIN_WAIT_2 of a connection the application has closed (an orphan): Linux's
+    # tcp_fin_timeout / TCP_LINGER2, 60 s. None = RFC 9293 (wait forever). A half-closed
+    # connection the application still holds (shutdown) always waits forever.
+    fin_wait_2_timeout: int | None = 60 * SECOND
+    # RFC 9293 3.6.1's half-duplex close, as Linux does it: close() with received data
+    # unread, or text arriving after close(), resets the connection so the peer learns
+    # that data was lost (RFC 2525 2.17). False = keep receiving after close.
+    half_duplex_close: bool = True
 
     @property
     def time_wait_duration(self) -> int:
@@ -68,6 +91,16 @@ class Config:
     def with_changes(self, **changes: object) -> Config:
         """A copy with some fields changed (dataclasses.replace, typed loosely)."""
         return replace(self, **changes)  # type: ignore[arg-type]
+
+
+# Go's net package: keepalive on for dialed and accepted connections, 15 s idle and
+# 15 s interval (seed C16); the probe count stays the operating system's (9 on Linux).
+GO_KEEPALIVE = {
+    "keepalive": True,
+    "keepalive_idle": 15 * SECOND,
+    "keepalive_interval": 15 * SECOND,
+    "keepalive_count": 9,
+}
 
 
 # RFC 9293 alone: no RFC 7323/2018 options, no congestion control, no delayed ACK and no
@@ -82,4 +115,6 @@ PLAIN = Config(
     congestion_control="none",
     nodelay=True,
     delayed_ack=False,
+    fin_wait_2_timeout=None,
+    half_duplex_close=False,
 )

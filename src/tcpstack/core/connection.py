@@ -42,7 +42,7 @@ from tcpstack.core.seq import (
     seq_lt,
     seq_sub,
 )
-from tcpstack.core.state import TRANSITIONS, State, Trigger
+from tcpstack.core.state import KEEPALIVE_STATES, TRANSITIONS, State, Trigger
 from tcpstack.core.trace import TraceKind, Tracer, TraceRecord
 
 FourTuple = tuple[str, int, str, int]  # local ip, local port, remote ip, remote port
@@ -181,6 +181,9 @@ class Connection:
         self._persist_backoff = 0
         self._delayed_ack_deadline: int | None = None
         self._time_wait_deadline: int | None = None
+        self._keepalive_deadline: int | None = None
+        self.keepalive_probes_out = 0
+        self._fin_wait_2_deadline: int | None = None
         self.retransmissions = 0  # consecutive expiries of the retransmission timer
         self.total_retransmissions = 0
         self._rtx_stamp: int | None = None  # when the unanswered head segment went out
@@ -309,12 +312,49 @@ class Connection:
             raise InvalidOperation("close", self.state, "connection already closed by user")
         if self.state is State.CLOSED:
             raise InvalidOperation("close", self.state, "connection does not exist")
+        synchronized = self.state not in (State.LISTEN, State.SYN_SENT, State.TIME_WAIT)
+        unread = bool(self._receive_buffer) and self.config.half_duplex_close
+        if synchronized and (self.config.linger == 0 or unread):
+            # SO_LINGER with a zero timeout (seed C13), or data received and never read
+            # (RFC 9293 3.6.1, RFC 2525 2.17, Linux's tcp_close): reset instead of
+            # closing, so the peer learns that data was lost. No TIME_WAIT follows.
+            why = "linger 0" if self.config.linger == 0 else "unread data"
+            self._trace_note(now, f"close() with {why}: reset instead of FIN")
+            self._user_closed = True
+            self.abort(now=now)
+            return
         if self._fin_queued or self.state in _CLOSING_STATES:
             # shutdown() already queued our FIN: nothing more to send.
             self._trace_user("close", now)
         else:
             self._close_call("close", now)
         self._user_closed = True
+        if self.state is State.FIN_WAIT_2:
+            self._arm_fin_wait_2(now)  # now an orphan: Linux's tcp_fin_timeout applies
+        self._flush(now)
+        self._wake()
+
+    def configure(self, *, now: int, **changes: object) -> None:
+        """Change options of this connection (what setsockopt does), e.g.
+        configure(now=t, keepalive=True, keepalive_idle=60 * SECOND, nodelay=True).
+
+        Names are Config fields; a wrong name or value type raises TypeError/ValueError
+        and changes nothing. Timers that depend on a changed option are re-armed.
+        """
+        unknown = set(changes) - set(Config.__dataclass_fields__)
+        if unknown:
+            raise TypeError(f"configure(): unknown option(s) {sorted(unknown)}")
+        self.config = self.config.with_changes(**changes)
+        if "keepalive" in changes or "keepalive_idle" in changes:
+            self._keepalive_deadline = None
+            if self.config.keepalive and self.state in KEEPALIVE_STATES:
+                self._arm_keepalive_at(
+                    max(self._last_received_at, now) + self.config.keepalive_idle, now
+                )
+        if "fin_wait_2_timeout" in changes:
+            self._fin_wait_2_deadline = None
+            if self.state is State.FIN_WAIT_2 and self._user_closed:
+                self._arm_fin_wait_2(now)
         self._flush(now)
         self._wake()
 
@@ -364,6 +404,8 @@ class Connection:
             self._persist_deadline,
             self._delayed_ack_deadline,
             self._time_wait_deadline,
+            self._keepalive_deadline,
+            self._fin_wait_2_deadline,
         ):
             if deadline is not None and (best is None or deadline < best):
                 best = deadline
@@ -442,6 +484,8 @@ class Connection:
             "persist": self._persist_deadline,
             "delayed_ack": self._delayed_ack_deadline,
             "time_wait": self._time_wait_deadline,
+            "keepalive": self._keepalive_deadline,
+            "fin_wait_2": self._fin_wait_2_deadline,
         }
         return {name: when for name, when in named.items() if when is not None}
 
@@ -466,6 +510,16 @@ class Connection:
             self._trace_timer(TraceKind.TIMER_FIRED, "delayed_ack", now, now)
             if self._ack_delayed:
                 self._need_ack = True
+        if self._keepalive_deadline is not None and now >= self._keepalive_deadline:
+            self._keepalive_deadline = None
+            self._on_keepalive_timer(now)
+        if self._fin_wait_2_deadline is not None and now >= self._fin_wait_2_deadline:
+            self._fin_wait_2_deadline = None
+            self._trace_timer(TraceKind.TIMER_FIRED, "fin_wait_2", now, now)
+            if self.state is State.FIN_WAIT_2:
+                # The application is gone and the peer never sends its FIN: Linux gives
+                # up after tcp_fin_timeout (seed claim C7); RFC 9293 alone would wait.
+                self._enter_closed(Trigger.TIMEOUT_FIN_WAIT_2, CloseReason.FIN_WAIT_2_TIMEOUT, now)
         if self._time_wait_deadline is not None and now >= self._time_wait_deadline:
             self._time_wait_deadline = None
             self._trace_timer(TraceKind.TIMER_FIRED, "time_wait", now, now)
@@ -474,6 +528,65 @@ class Connection:
             self._enter_closed(Trigger.TIMEOUT_2MSL, CloseReason.NORMAL, now)
         self._flush(now)
         self._wake()
+
+    def _on_keepalive_timer(self, now: int) -> None:
+        """RFC 9293 3.8.4 keepalive, timed like Linux's tcp_keepalive_timer.
+
+        Only silence counts: the idle clock restarts on every segment received (a bare
+        ACK included). Probes carry SEG.SEQ = SND.UNA - 1 (= SND.NXT - 1 when idle), so
+        the peer must answer with an ACK (MUST-27 asks us to accept either form).
+        """
+        config = self.config
+        if not config.keepalive or self.state not in KEEPALIVE_STATES:
+            return
+        if self.snd_una != self.snd_max or self._persist_deadline is not None:
+            # Data in flight: retransmission handles liveness; look again later.
+            self._arm_keepalive_at(now + config.keepalive_idle, now)
+            return
+        elapsed = now - self._last_received_at
+        if elapsed < config.keepalive_idle and self.keepalive_probes_out == 0:
+            self._arm_keepalive_at(self._last_received_at + config.keepalive_idle, now)
+            return
+        if config.user_timeout:
+            # Linux: with TCP_USER_TIMEOUT set, it (not the count) bounds the probing.
+            give_up = self.keepalive_probes_out > 0 and elapsed >= config.user_timeout
+            reason = CloseReason.USER_TIMEOUT
+        else:
+            give_up = self.keepalive_probes_out >= config.keepalive_count
+            reason = CloseReason.KEEPALIVE_TIMEOUT
+        if give_up:
+            self._trace_note(now, f"keepalive: {self.keepalive_probes_out} probes unanswered")
+            # Like Linux, tell the peer (if it is only unreachable, not gone) with a RST.
+            self._emit(Segment(self.local_port, self.remote_port, self.snd_nxt, 0, Flag.RST), now)
+            self._enter_closed(Trigger.TIMEOUT_KEEPALIVE, reason, now)
+            return
+        self._trace_timer(TraceKind.TIMER_FIRED, "keepalive", now, now)
+        self._emit(
+            Segment(
+                self.local_port,
+                self.remote_port,
+                seq_add(self.snd_una, -1),
+                self.rcv_nxt,
+                Flag.ACK,
+                self._window_field(update=True),
+                0,
+                self._segment_options(now, with_sack=False),
+                b"\x00" if config.keepalive_garbage_octet else b"",
+            ),
+            now,
+        )
+        self.keepalive_probes_out += 1
+        self._arm_keepalive_at(now + config.keepalive_interval, now)
+
+    def _arm_keepalive_at(self, deadline: int, now: int) -> None:
+        self._keepalive_deadline = deadline
+        self._trace_timer(TraceKind.TIMER_ARMED, "keepalive", deadline, now)
+
+    def _arm_fin_wait_2(self, now: int) -> None:
+        timeout = self.config.fin_wait_2_timeout
+        if timeout is not None and self._fin_wait_2_deadline is None:
+            self._fin_wait_2_deadline = now + timeout
+            self._trace_timer(TraceKind.TIMER_ARMED, "fin_wait_2", self._fin_wait_2_deadline, now)
 
     def _on_retransmit_timeout(self, now: int) -> None:
         if self.state is State.CLOSED or self.snd_una == self.snd_max:
@@ -504,6 +617,12 @@ class Connection:
             # the peer answers; give up only when it has been silent for max_rto.
             if now - self._last_received_at > self.config.max_rto:
                 self._enter_closed(Trigger.TIMEOUT_RETRANSMIT, CloseReason.TIMEOUT, now)
+                return
+            if self.config.user_timeout and now - self._rtx_stamp >= self.config.user_timeout:
+                # RFC 5482: a user timeout ends a stalled transfer even while the peer
+                # answers the probes (Linux's tcp_rtx_probe0_timed_out). Without this the
+                # clamped timer below would fire again 1 µs later, forever.
+                self._enter_closed(Trigger.TIMEOUT_RETRANSMIT, CloseReason.USER_TIMEOUT, now)
                 return
             self._rtt.back_off()
             self.total_retransmissions += 1
@@ -561,9 +680,13 @@ class Connection:
 
     def _arm_retransmit(self, now: int) -> None:
         deadline = now + self._rtt.rto
-        if self.config.user_timeout and self._rtx_stamp is not None and self._syn_acked:
+        if self.config.user_timeout and self._syn_acked:
             # Fire no later than the user timeout (Linux's tcp_clamp_rto_to_user_timeout).
-            deadline = max(min(deadline, self._rtx_stamp + self.config.user_timeout), now + 1)
+            # Before the first expiry the unacknowledged data is timed from now (the
+            # stamp the expiry takes), so a user timeout shorter than the RTO still ends
+            # the connection on time (RFC 5482: data unacknowledged that long).
+            stamp = self._rtx_stamp if self._rtx_stamp is not None else now
+            deadline = max(min(deadline, stamp + self.config.user_timeout), now + 1)
         self._retransmit_deadline = deadline
         self._retransmit_armed_at = now
         self._trace_timer(TraceKind.TIMER_ARMED, "retransmit", deadline, now)
@@ -597,6 +720,7 @@ class Connection:
         """Process one arriving segment (RFC 9293 3.10.7). Never raises for peer input."""
         state = self.state
         self._last_received_at = now
+        self.keepalive_probes_out = 0
         if state is State.CLOSED:
             self._segment_in_closed(seg, now)
         elif state is State.LISTEN:
@@ -1101,6 +1225,18 @@ class Connection:
         if state not in _RECEIVING_STATES:
             # CLOSE_WAIT, CLOSING, LAST_ACK, TIME_WAIT: the peer's FIN came already, so
             # new text or FIN cannot arrive; ignore them (3.10.7.4 seventh step).
+            return
+        if (
+            payload
+            and self._user_closed
+            and self.config.half_duplex_close
+            and state is not State.ESTABLISHED
+        ):
+            # The application closed and can never read this: answer with RST so the
+            # peer knows its data was lost (RFC 9293 3.6.1; Linux's TCPAbortOnData).
+            self._trace_note(now, "text after close(): reset")
+            self._emit(Segment(self.local_port, self.remote_port, self.snd_nxt, 0, Flag.RST), now)
+            self._enter_closed(Trigger.RCV_DATA_AFTER_CLOSE, CloseReason.ABORTED, now)
             return
         if payload and start != self.rcv_nxt:
             self._hold_out_of_order(seg, start, payload, now)
@@ -1609,6 +1745,7 @@ class Connection:
             raise AssertionError(f"tcpstack bug: no transition from {old} on {trigger}")
         self.state = new
         self.state_history.append(new)
+        self._on_enter(new, now)
         if self._tracer is not None:
             self._tracer(
                 TraceRecord(
@@ -1618,6 +1755,19 @@ class Connection:
                     {"from": old.value, "to": new.value, "trigger": trigger.name},
                 )
             )
+
+    def _on_enter(self, state: State, now: int) -> None:
+        """Entry actions that depend only on the state entered (timers of issue-4 kind)."""
+        if state in KEEPALIVE_STATES:
+            if self.config.keepalive and self._keepalive_deadline is None:
+                self._arm_keepalive_at(now + self.config.keepalive_idle, now)
+        elif self._keepalive_deadline is not None:
+            self._keepalive_deadline = None
+        if state is State.FIN_WAIT_2:
+            if self._user_closed:
+                self._arm_fin_wait_2(now)
+        else:
+            self._fin_wait_2_deadline = None
 
     def _choose_iss(self, now: int) -> None:
         self.iss = self._isn_generator(self.four_tuple, now) & MASK

@@ -53,6 +53,9 @@ class Trigger(Enum):
     RCV_SYN_RETURN_TO_LISTEN = "rcv SYN (passive open)"
     TIMEOUT_2MSL = "timeout 2*MSL"
     TIMEOUT_RETRANSMIT = "retransmission timeout"
+    TIMEOUT_KEEPALIVE = "keepalive probes unanswered / snd RST"
+    TIMEOUT_FIN_WAIT_2 = "orphan FIN_WAIT_2 timeout"
+    RCV_DATA_AFTER_CLOSE = "rcv data after close / snd RST"
 
     def __str__(self) -> str:
         return self.value
@@ -84,6 +87,11 @@ _RETRANSMITTING = (
     S.CLOSING,
     S.LAST_ACK,
 )
+
+# States in which keepalive probes an idle connection (as Linux: not before the
+# handshake completes, and only while nothing is in flight).
+_KEEPALIVE_STATES = (S.ESTABLISHED, S.CLOSE_WAIT, S.FIN_WAIT_2)
+KEEPALIVE_STATES = frozenset(_KEEPALIVE_STATES)
 
 TRANSITIONS: dict[tuple[State, Trigger], State] = {
     # Opening (figure 5, upper half).
@@ -119,6 +127,13 @@ TRANSITIONS: dict[tuple[State, Trigger], State] = {
     **{(state, T.RCV_RST): S.CLOSED for state in (S.SYN_RECEIVED, *SYNCHRONIZED_STATES)},
     **{(state, T.ABORT): S.CLOSED for state in (S.SYN_SENT, S.SYN_RECEIVED, *SYNCHRONIZED_STATES)},
     **{(state, T.TIMEOUT_RETRANSMIT): S.CLOSED for state in _RETRANSMITTING},
+    # Lifecycle controls beyond RFC 9293 figure 5, as Linux has them: keepalive gives up
+    # (RFC 9293 3.8.4), an orphaned FIN_WAIT_2 times out (tcp_fin_timeout), and text
+    # arriving after the application closed is answered with RST (RFC 9293 3.6.1).
+    **{(state, T.TIMEOUT_KEEPALIVE): S.CLOSED for state in _KEEPALIVE_STATES},
+    (S.FIN_WAIT_2, T.TIMEOUT_FIN_WAIT_2): S.CLOSED,
+    (S.FIN_WAIT_1, T.RCV_DATA_AFTER_CLOSE): S.CLOSED,
+    (S.FIN_WAIT_2, T.RCV_DATA_AFTER_CLOSE): S.CLOSED,
 }
 
 
