@@ -489,6 +489,27 @@ class Connection:
         }
         return {name: when for name, when in named.items() if when is not None}
 
+    def hand_over_time_wait(self, now: int) -> tuple[int, int, int, int, int]:
+        """Give TIME_WAIT to an Endpoint's compact entry (RFC 9293 3.4.2 state only).
+
+        Returns (SND.NXT, RCV.NXT, window field, TS.Recent, TS offset or -1 when
+        timestamps are off) and stops this connection's own 2*MSL timer; the Endpoint
+        calls expire_time_wait() when the entry ends.
+        """
+        if self.state is not State.TIME_WAIT:
+            raise InvalidOperation("hand_over_time_wait", self.state, "not in TIME_WAIT")
+        self._time_wait_deadline = None
+        offset = self._ts_offset if self.ts_enabled else -1
+        return (self.snd_nxt, self.rcv_nxt, self.window_field(), self.ts_recent, offset)
+
+    def expire_time_wait(self, *, now: int, cut_short: bool = False) -> None:
+        """The Endpoint's TIME_WAIT entry ended: 2*MSL passed, or (cut_short) an RST
+        or a new incarnation's SYN ended it early. Either way the close was normal."""
+        if self.state is State.TIME_WAIT:
+            trigger = Trigger.RCV_RST if cut_short else Trigger.TIMEOUT_2MSL
+            self._enter_closed(trigger, CloseReason.NORMAL, now)
+            self._wake()
+
     def window_field(self) -> int:
         """The window field our next segment will carry (pure; see _window_field)."""
         return self._window_field(update=False)

@@ -19,6 +19,7 @@ from tcpstack.core.connection import Connection, FourTuple, IsnGenerator, reset_
 from tcpstack.core.errors import AddressInUse, InvalidOperation, MalformedSegment
 from tcpstack.core.segment import Datagram, Flag, Segment
 from tcpstack.core.state import State
+from tcpstack.core.timewait import TimeWaitEntry, TimeWaitVerdict, entry_from
 from tcpstack.core.trace import TraceKind, Tracer, TraceRecord
 
 # Linux's default net.ipv4.ip_local_port_range.
@@ -53,6 +54,9 @@ class Endpoint:
         tracer: Tracer | None = None,
         ephemeral_ports: tuple[int, int] = EPHEMERAL_PORTS,
         syn_backlog: int = 256,
+        max_time_wait: int = 262_144,
+        rfc1337: bool = False,
+        track_woken: bool = True,
     ) -> None:
         self.address = address
         self.config = config if config is not None else Config()
@@ -63,16 +67,26 @@ class Endpoint:
         # SYN_RECEIVED children per listener before further SYNs are dropped.
         self.syn_backlog = syn_backlog
         self.connections: dict[FourTuple, Connection] = {}
+        # Connections in TIME_WAIT, kept as compact entries (see core/timewait.py).
+        # At most max_time_wait of them, like Linux's tcp_max_tw_buckets: past it a
+        # closing connection skips TIME_WAIT and the overflow is counted.
+        self.time_wait: dict[FourTuple, TimeWaitEntry] = {}
+        self.max_time_wait = max_time_wait
+        # RFC 1337: ignore RST in TIME_WAIT (Linux's net.ipv4.tcp_rfc1337, off).
+        self.rfc1337 = rfc1337
         self.listeners: dict[int, Listener] = {}
         self._parent: dict[Connection, Listener] = {}
         # Named counters of everything dropped or answered here (shown by stats).
         self.stats: Counter[str] = Counter()
         self._dirty: dict[Connection, None] = {}  # insertion-ordered set
         self._woken: dict[Connection, None] = {}
+        self._track_woken = track_woken
         self._pending_output: dict[Connection, None] = {}
         self._outbox: list[Datagram] = []
-        self._timer_heap: list[tuple[int, int, Connection]] = []
-        self._armed: dict[Connection, int] = {}
+        # One heap for every deadline: a connection's next timer, or a TIME_WAIT
+        # entry's end (keyed by its 4-tuple). Stale entries are skipped lazily.
+        self._timer_heap: list[tuple[int, int, Connection | FourTuple]] = []
+        self._armed: dict[Connection | FourTuple, int] = {}
         self._timer_serial = 0
 
     # ------------------------------------------------------------------ user calls
@@ -84,15 +98,27 @@ class Endpoint:
         *,
         config: Config | None = None,
         now: int | None = None,
+        reuse_address: bool = False,
     ) -> Listener:
         """Accept connections on `port`; returns the Listener (see accept()).
 
-        `now` only dates the trace record of the call.
+        Without `reuse_address` (SO_REUSEADDR) a port that connections still use, in
+        TIME_WAIT included, is refused, as Linux's bind() does. `now` only dates the
+        trace record of the call.
         """
         if port in self.listeners:
             raise AddressInUse("listen", State.LISTEN, f"port {port} already has a listener")
         if not 0 < port < 65536:
             raise ValueError(f"listen(): port {port} out of range")
+        if not reuse_address:
+            self._settle_dirty()
+            if any(key[1] == port for key in self.time_wait):
+                raise AddressInUse(
+                    "listen", State.TIME_WAIT, f"port {port} has connections in TIME_WAIT"
+                )
+            holder = next((c for k, c in self.connections.items() if k[1] == port), None)
+            if holder is not None:
+                raise AddressInUse("listen", holder.state, f"port {port} is used by a connection")
         listener = Listener(port, max(backlog, 1), config=config)
         self.listeners[port] = listener
         if self._tracer is not None and now is not None:
@@ -145,6 +171,14 @@ class Endpoint:
         if local_port is None:
             local_port = self._pick_ephemeral(remote_ip, remote_port)
         key = (self.address, local_port, remote_ip, remote_port)
+        if key in self.time_wait:
+            # RFC 9293 3.4.2: the 4-tuple is held until 2*MSL has passed.
+            raise AddressInUse(
+                "connect",
+                State.TIME_WAIT,
+                f"{self.address}:{local_port} -> {remote_ip}:{remote_port} is held by a "
+                "connection in TIME_WAIT",
+            )
         existing = self.connections.get(key)
         if existing is not None:
             # A 4-tuple held by any connection (TIME_WAIT included, RFC 9293 3.4.2) is
@@ -168,7 +202,8 @@ class Endpoint:
                 self._next_ephemeral = self._ephemeral_low
             if port in self.listeners:
                 continue
-            if (self.address, port, remote_ip, remote_port) not in self.connections:
+            key = (self.address, port, remote_ip, remote_port)
+            if key not in self.connections and key not in self.time_wait:
                 return port
         raise AddressInUse(
             "connect", State.CLOSED, f"no free ephemeral port towards {remote_ip}:{remote_port}"
@@ -188,11 +223,14 @@ class Endpoint:
 
     def _on_wake(self, conn: Connection) -> None:
         self._dirty[conn] = None
-        self._woken[conn] = None
+        if self._track_woken:
+            self._woken[conn] = None
 
     def woken_connections(self) -> list[Connection]:
         """Connections touched since the last call (for an application layer that
-        reacts to events); drains the set."""
+        reacts to events); drains the set. Needs track_woken (the default); a driver
+        that never calls this should pass track_woken=False, or the set keeps every
+        touched connection alive."""
         woken = list(self._woken)
         self._woken.clear()
         return woken
@@ -220,10 +258,14 @@ class Endpoint:
         if dst != self.address:
             self._drop(now, "wrong_address", f"{dst} is not {self.address}")
             return
-        conn = self.connections.get((dst, seg.dst_port, src, seg.src_port))
+        key = (dst, seg.dst_port, src, seg.src_port)
+        conn = self.connections.get(key)
         if conn is not None:
             conn.receive_segment(seg, now=now)
-            self._settle(conn)
+            self._settle(conn, now)
+            return
+        entry = self.time_wait.get(key)
+        if entry is not None and self._to_time_wait(key, entry, src, seg, now):
             return
         listener = self.listeners.get(seg.dst_port)
         if listener is not None:
@@ -263,7 +305,49 @@ class Endpoint:
         self._parent[child] = listener
         child.listen(now=now, spawned=True)
         child.receive_segment(seg, now=now)
-        self._settle(child)
+        self._settle(child, now)
+
+    def _to_time_wait(
+        self, key: FourTuple, entry: TimeWaitEntry, src: str, seg: Segment, now: int
+    ) -> bool:
+        """A segment for a 4-tuple in TIME_WAIT. Returns False when the entry ended and
+        the segment (a new SYN) should go on to a listener."""
+        verdict = entry.classify(seg, rfc1337=self.rfc1337)
+        self.stats[f"time_wait.{verdict.value}"] += 1
+        if self._tracer is not None:
+            self._tracer(
+                TraceRecord(
+                    now,
+                    TraceKind.SEGMENT_IN,
+                    f"{key[0]}:{key[1]}>{key[2]}:{key[3]}",
+                    {"verdict": verdict.value, "reason": "TIME_WAIT entry", "state": "TIME_WAIT"},
+                    seg,
+                )
+            )
+        if verdict is TimeWaitVerdict.ACK or verdict is TimeWaitVerdict.ACK_RESTART:
+            answer = entry.ack_segment(key[1], key[3], now)
+            if self._tracer is not None:
+                label = f"{key[0]}:{key[1]}>{key[2]}:{key[3]}"
+                self._tracer(TraceRecord(now, TraceKind.SEGMENT_OUT, label, {}, answer))
+            self._outbox.append(Datagram(self.address, src, answer))
+            if verdict is TimeWaitVerdict.ACK_RESTART:
+                entry.restart(now)
+                self._arm(key, entry.deadline)
+            return True
+        if verdict is TimeWaitVerdict.DROP:
+            return True
+        # KILL (RST) or REUSE (a new incarnation's SYN): the entry ends now.
+        self._end_time_wait(key, entry, now, cut_short=True)
+        return verdict is TimeWaitVerdict.KILL
+
+    def _end_time_wait(
+        self, key: FourTuple, entry: TimeWaitEntry, now: int, *, cut_short: bool
+    ) -> None:
+        del self.time_wait[key]
+        self._armed.pop(key, None)
+        conn = entry.connection()
+        if conn is not None:
+            conn.expire_time_wait(now=now, cut_short=cut_short)
 
     def _reply(self, now: int, dst: str, reason: str, answer: Segment, seg: Segment) -> None:
         self.stats[reason] += 1
@@ -291,7 +375,12 @@ class Endpoint:
 
     # ------------------------------------------------------------------ bookkeeping
 
-    def _settle(self, conn: Connection) -> None:
+    def _arm(self, target: Connection | FourTuple, deadline: int) -> None:
+        self._armed[target] = deadline
+        self._timer_serial += 1
+        heapq.heappush(self._timer_heap, (deadline, self._timer_serial, target))
+
+    def _settle(self, conn: Connection, now: int | None = None) -> None:
         """After a connection moved: file it by state, re-arm its timer, and note that
         it may have output. The output is collected only by datagrams_to_send(), so an
         application reacting to an event first can still merge a bare ACK into its own
@@ -318,13 +407,30 @@ class Endpoint:
             self._pending_output[conn] = None
             return
         self._pending_output[conn] = None
+        if state is State.TIME_WAIT and now is not None and conn.four_tuple in self.connections:
+            self._enter_time_wait(conn, now)
+            return
         deadline = conn.next_timer()
         if deadline is not None and self._armed.get(conn) != deadline:
-            self._armed[conn] = deadline
-            self._timer_serial += 1
-            heapq.heappush(self._timer_heap, (deadline, self._timer_serial, conn))
+            self._arm(conn, deadline)
         elif deadline is None:
             self._armed.pop(conn, None)
+
+    def _enter_time_wait(self, conn: Connection, now: int) -> None:
+        """Replace a connection that entered TIME_WAIT by a compact entry."""
+        key = conn.four_tuple
+        deadline = conn.timers().get("time_wait", now + conn.config.time_wait_duration)
+        self._forget(conn)
+        if len(self.time_wait) >= self.max_time_wait:
+            # Like tcp_max_tw_buckets: no room, so this connection skips TIME_WAIT.
+            self._drop(now, "time_wait_overflow", "TIME_WAIT limit reached: closed at once")
+            conn.hand_over_time_wait(now)
+            conn.expire_time_wait(now=now, cut_short=True)
+            self._dirty.pop(conn, None)
+            return
+        entry = entry_from(conn, deadline, now)
+        self.time_wait[key] = entry
+        self._arm(key, deadline)
 
     def _forget(self, conn: Connection) -> None:
         key = conn.four_tuple
@@ -338,16 +444,16 @@ class Endpoint:
             src, dst = conn.local_ip, conn.remote_ip
             self._outbox.extend(Datagram(src, dst, seg) for seg in segments)
 
-    def _settle_dirty(self) -> None:
+    def _settle_dirty(self, now: int | None = None) -> None:
         while self._dirty:
             conn = next(iter(self._dirty))
-            self._settle(conn)
+            self._settle(conn, now)
 
     # ------------------------------------------------------------------ outputs, timers
 
     def datagrams_to_send(self, *, now: int) -> list[Datagram]:
         """Every datagram the stack wants sent, oldest first; drains the queue."""
-        self._settle_dirty()
+        self._settle_dirty(now)
         for conn in self._pending_output:
             self._collect(conn, now)
         self._pending_output.clear()
@@ -360,23 +466,30 @@ class Endpoint:
         self._settle_dirty()
         heap = self._timer_heap
         while heap:
-            deadline, _, conn = heap[0]
-            if self._armed.get(conn) == deadline:
+            deadline, _, target = heap[0]
+            if self._armed.get(target) == deadline:
                 return deadline
             heapq.heappop(heap)
         return None
 
     def handle_timer(self, *, now: int) -> None:
-        """Run every connection whose deadline has passed."""
-        self._settle_dirty()
+        """Run every connection and TIME_WAIT entry whose deadline has passed."""
+        self._settle_dirty(now)
         heap = self._timer_heap
         while heap and heap[0][0] <= now:
-            deadline, _, conn = heapq.heappop(heap)
-            if self._armed.get(conn) != deadline:
-                continue  # stale: the connection's timer moved since
-            del self._armed[conn]
-            conn.handle_timer(now=now)
-            self._settle(conn)
+            deadline, _, target = heapq.heappop(heap)
+            if self._armed.get(target) != deadline:
+                continue  # stale: the timer moved since
+            del self._armed[target]
+            if isinstance(target, Connection):
+                target.handle_timer(now=now)
+                self._settle(target, now)
+            else:
+                # 2*MSL passed (RFC 9293 3.10.8): the entry and its 4-tuple are free.
+                entry = self.time_wait.get(target)
+                if entry is not None:
+                    self._end_time_wait(target, entry, now, cut_short=False)
+        self._settle_dirty(now)
 
     def connection_count(self) -> int:
         return len(self.connections)
