@@ -34,7 +34,8 @@ def closed_reason(run: ScenarioRun, side: str) -> CloseReason | None:
 
 
 def test_every_scenario_is_listed_and_registered() -> None:
-    assert set(SCENARIOS) == {
+    # The seed stories of the core issue (later issues add more scenarios).
+    assert set(SCENARIOS) >= {
         "three-way-handshake",
         "normal-close",
         "three-segment-close",

@@ -321,7 +321,7 @@ class Connection:
             why = "linger 0" if self.config.linger == 0 else "unread data"
             self._trace_note(now, f"close() with {why}: reset instead of FIN")
             self._user_closed = True
-            self.abort(now=now)
+            self._abort("close", now)
             return
         if self._fin_queued or self.state in _CLOSING_STATES:
             # shutdown() already queued our FIN: nothing more to send.
@@ -360,10 +360,13 @@ class Connection:
 
     def abort(self, *, now: int) -> None:
         """ABORT (RFC 9293 3.10.5): send RST if synchronized, drop everything, CLOSED."""
+        self._abort("abort", now)
+
+    def _abort(self, call: str, now: int) -> None:
         state = self.state
         if state is State.CLOSED:
-            raise InvalidOperation("abort", state, "connection does not exist")
-        self._trace_user("abort", now)
+            raise InvalidOperation(call, state, "connection does not exist")
+        self._trace_user(call, now)
         # Segments not yet collected by the driver are not sent: RFC 9293 3.10.5 gives
         # every queued SEND a "reset" response; only the RST goes out.
         self._outbox.clear()
@@ -433,11 +436,16 @@ class Connection:
 
     @property
     def rcv_wnd(self) -> int:
-        """RCV.WND (RFC 9293 3.3.1): what we take in, at least the window we offered."""
+        """RCV.WND (RFC 9293 3.3.1): the window we offered; free space before that."""
         free = max(self.config.receive_buffer_size - len(self._receive_buffer), 0)
         edge = self._advertised_edge
-        if edge is not None and seq_gt(edge, self.rcv_nxt):
-            return max(free, seq_sub(edge, self.rcv_nxt))
+        if edge is not None and seq_ge(edge, self.rcv_nxt):
+            # RFC 9293 3.8.6.2.2 keeps RCV.NXT + RCV.WND at the edge we advertised until
+            # it may move by a full step; text beyond it is not acceptable (3.10.7.4),
+            # even if the buffer has room. Taking a probe octet into a window we said
+            # was zero would make the next ACK offer a silly window (Linux likewise
+            # checks tcp_receive_window, the advertised window).
+            return seq_sub(edge, self.rcv_nxt)
         return free
 
     @property
@@ -502,11 +510,11 @@ class Connection:
         offset = self._ts_offset if self.ts_enabled else -1
         return (self.snd_nxt, self.rcv_nxt, self.window_field(), self.ts_recent, offset)
 
-    def expire_time_wait(self, *, now: int, cut_short: bool = False) -> None:
-        """The Endpoint's TIME_WAIT entry ended: 2*MSL passed, or (cut_short) an RST
-        or a new incarnation's SYN ended it early. Either way the close was normal."""
+    def expire_time_wait(self, *, now: int, trigger: Trigger = Trigger.TIMEOUT_2MSL) -> None:
+        """The Endpoint's TIME_WAIT entry ended: 2*MSL passed, or an RST, a new
+        incarnation's SYN or a full table ended it early (the trigger says which).
+        Either way this connection's close was normal."""
         if self.state is State.TIME_WAIT:
-            trigger = Trigger.RCV_RST if cut_short else Trigger.TIMEOUT_2MSL
             self._enter_closed(trigger, CloseReason.NORMAL, now)
             self._wake()
 
@@ -1160,7 +1168,10 @@ class Connection:
         flight = seq_sub(self.snd_max, self.snd_una)
         self._in_recovery = True
         self._recover = self.snd_max
-        self._cc.on_fast_retransmit(flight, now)
+        # RFC 5681 3.2 step 2: data sent beyond cwnd on the first duplicate ACKs (with
+        # SACK the pipe lets SACKed octets release new ones: limited transmit, RFC 3042)
+        # "MUST NOT be included" in the FlightSize of equation (4).
+        self._cc.on_fast_retransmit(min(flight, self._cc.cwnd), now)
         if self.sack_enabled:
             # RFC 6675 5: cwnd = ssthresh; the pipe estimate replaces window inflation.
             self._cc.cwnd = self._cc.ssthresh
@@ -1335,7 +1346,10 @@ class Connection:
         stored = self._reassembly.add(offset, payload, self._receive_offset)
         if not stored and self._reassembly.held + len(payload) > self._reassembly.max_bytes:
             self._trace_note(now, "out-of-order text dropped: reassembly limit")
-        if seg.flags & Flag.FIN:
+        if seg.flags & Flag.FIN and seq_add(start, len(payload)) == seq_add(seg.end_seq, -1):
+            # The FIN follows the last octet of text only if the first step did not cut
+            # the text at the window's right edge; a cut segment's FIN lies beyond the
+            # window and is not taken (RFC 9293 3.10.7.4 first step).
             self._ooo_fin_offset = offset + len(payload)
         self._need_ack = True
 

@@ -18,7 +18,7 @@ from tcpstack.core.config import Config
 from tcpstack.core.connection import Connection, FourTuple, IsnGenerator, reset_for
 from tcpstack.core.errors import AddressInUse, InvalidOperation, MalformedSegment
 from tcpstack.core.segment import Datagram, Flag, Segment
-from tcpstack.core.state import State
+from tcpstack.core.state import State, Trigger
 from tcpstack.core.timewait import TimeWaitEntry, TimeWaitVerdict, entry_from
 from tcpstack.core.trace import TraceKind, Tracer, TraceRecord
 
@@ -337,17 +337,18 @@ class Endpoint:
         if verdict is TimeWaitVerdict.DROP:
             return True
         # KILL (RST) or REUSE (a new incarnation's SYN): the entry ends now.
-        self._end_time_wait(key, entry, now, cut_short=True)
-        return verdict is TimeWaitVerdict.KILL
+        kill = verdict is TimeWaitVerdict.KILL
+        self._end_time_wait(key, entry, now, Trigger.RCV_RST if kill else Trigger.RCV_SYN_REUSE)
+        return kill
 
     def _end_time_wait(
-        self, key: FourTuple, entry: TimeWaitEntry, now: int, *, cut_short: bool
+        self, key: FourTuple, entry: TimeWaitEntry, now: int, trigger: Trigger
     ) -> None:
         del self.time_wait[key]
         self._armed.pop(key, None)
         conn = entry.connection()
         if conn is not None:
-            conn.expire_time_wait(now=now, cut_short=cut_short)
+            conn.expire_time_wait(now=now, trigger=trigger)
 
     def _reply(self, now: int, dst: str, reason: str, answer: Segment, seg: Segment) -> None:
         self.stats[reason] += 1
@@ -425,7 +426,7 @@ class Endpoint:
             # Like tcp_max_tw_buckets: no room, so this connection skips TIME_WAIT.
             self._drop(now, "time_wait_overflow", "TIME_WAIT limit reached: closed at once")
             conn.hand_over_time_wait(now)
-            conn.expire_time_wait(now=now, cut_short=True)
+            conn.expire_time_wait(now=now, trigger=Trigger.TIME_WAIT_LIMIT)
             self._dirty.pop(conn, None)
             return
         entry = entry_from(conn, deadline, now)
@@ -488,7 +489,7 @@ class Endpoint:
                 # 2*MSL passed (RFC 9293 3.10.8): the entry and its 4-tuple are free.
                 entry = self.time_wait.get(target)
                 if entry is not None:
-                    self._end_time_wait(target, entry, now, cut_short=False)
+                    self._end_time_wait(target, entry, now, Trigger.TIMEOUT_2MSL)
         self._settle_dirty(now)
 
     def connection_count(self) -> int:

@@ -56,6 +56,8 @@ class Trigger(Enum):
     TIMEOUT_KEEPALIVE = "keepalive probes unanswered / snd RST"
     TIMEOUT_FIN_WAIT_2 = "orphan FIN_WAIT_2 timeout"
     RCV_DATA_AFTER_CLOSE = "rcv data after close / snd RST"
+    RCV_SYN_REUSE = "rcv SYN of a new incarnation (RFC 6191)"
+    TIME_WAIT_LIMIT = "no room for TIME_WAIT (tcp_max_tw_buckets)"
 
     def __str__(self) -> str:
         return self.value
@@ -134,6 +136,10 @@ TRANSITIONS: dict[tuple[State, Trigger], State] = {
     (S.FIN_WAIT_2, T.TIMEOUT_FIN_WAIT_2): S.CLOSED,
     (S.FIN_WAIT_1, T.RCV_DATA_AFTER_CLOSE): S.CLOSED,
     (S.FIN_WAIT_2, T.RCV_DATA_AFTER_CLOSE): S.CLOSED,
+    # An Endpoint's TIME_WAIT entry can end early: a new SYN may reuse the 4-tuple
+    # (RFC 6191), or the table of entries is full (Linux's tcp_max_tw_buckets).
+    (S.TIME_WAIT, T.RCV_SYN_REUSE): S.CLOSED,
+    (S.TIME_WAIT, T.TIME_WAIT_LIMIT): S.CLOSED,
 }
 
 

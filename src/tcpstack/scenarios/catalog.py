@@ -335,3 +335,8 @@ def close_wait_leak() -> ScenarioRun:
             "(orphans closed by the FIN_WAIT_2 timeout)",
         ],
     )
+
+
+# The later-life stories (keepalive, linger, half-close, heartbeats, NAT) register
+# themselves on import.
+from tcpstack.scenarios import lifecycle  # noqa: E402, F401
