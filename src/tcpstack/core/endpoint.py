@@ -133,11 +133,18 @@ class Endpoint:
         return listener
 
     def close_listener(self, port: int, *, now: int) -> None:
-        """Stop listening; children not yet accepted are aborted (RST), as on Linux."""
+        """Stop listening, as Linux's inet_csk_listen_stop: established children not yet
+        accepted are aborted (RST); half-open ones (SYN_RECEIVED) are dropped silently
+        (the peer's next segment then meets no connection and gets a RST)."""
         listener = self.listeners.pop(port, None)
         if listener is None:
             raise InvalidOperation("close", State.CLOSED, f"no listener on port {port}")
-        for child in [*listener.embryonic, *listener.accept_queue]:
+        for child in listener.embryonic:
+            self._parent.pop(child, None)
+            self._forget(child)
+            self._dirty.pop(child, None)
+        for child in listener.accept_queue:
+            self._parent.pop(child, None)
             if child.state is not State.CLOSED:
                 child.abort(now=now)
         listener.embryonic.clear()
