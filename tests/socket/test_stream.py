@@ -451,7 +451,7 @@ def test_connect_onto_a_four_tuple_in_time_wait_is_refused_even_with_reuseaddr()
     assert raised.value.errno == errno.EADDRNOTAVAIL
     # After 2*MSL the same 4-tuple connects.
     net.driver.run_for(60 * SECOND)
-    assert client.connection.state is State.CLOSED
+    assert client.connection.state_history[-1] is State.CLOSED
     again.connect((B, PORT))
     assert again.getsockname() == (A, port)
     listener.close()
