@@ -282,3 +282,27 @@ def test_half_closed_fin_wait_2_waits_forever() -> None:
     # Closing it later makes it an orphan: the timeout starts then.
     h.conn.close(now=h.at(1000))
     assert h.next_timer_ms() == 61_000
+
+
+def test_orphan_facing_a_closed_window_gives_up_after_orphan_retries() -> None:
+    """Linux's tcp_orphan_retries: the peer ACKs every probe but never opens its window;
+    an application that still holds the connection would wait (RFC 9293 3.8.6.1), an
+    orphan gives up after 8 probes."""
+    h = Harness(PLAIN.with_changes(orphan_retries=8))
+    h.to_established()
+    h.conn.send(b"x" * 100, now=h.now)
+    h.sent()
+    h.feed(h.peer(ACK, h.remote_seq(1), h.local_seq(1), window=0), at=1)  # shrunk to 0
+    h.conn.close(now=h.now)
+    probes = 0
+    for _ in range(50):  # bounded: a regression fails here instead of hanging
+        if h.state is not State.FIN_WAIT_1:
+            break
+        deadline = h.next_timer_ms()
+        assert deadline is not None
+        h.fire(deadline)
+        probes += len(h.sent())
+        if h.state is State.FIN_WAIT_1:
+            h.feed(h.peer(ACK, h.remote_seq(1), h.local_seq(1), window=0), at=deadline + 1)
+    assert probes == 8
+    assert h.events()[-1] == Closed(CloseReason.TIMEOUT)

@@ -37,6 +37,10 @@ class Config:
     syn_retries: int = 6
     synack_retries: int = 5
     data_retries: int = 15
+    # Probes into a closed window that an orphaned connection (closed by the
+    # application) sends before it gives up: Linux's tcp_orphan_retries (0 means 8).
+    # None = RFC 9293 3.8.6.1 (MUST-37): keep probing while the peer answers.
+    orphan_retries: int | None = 8
     # RFC 9293 3.8.3 R1: after this many retransmissions the connection tells its
     # tracer that the path may be broken (Linux's tcp_retries1 = 3).
     r1_retries: int = 3
@@ -117,4 +121,5 @@ PLAIN = Config(
     delayed_ack=False,
     fin_wait_2_timeout=None,
     half_duplex_close=False,
+    orphan_retries=None,
 )

@@ -647,6 +647,14 @@ class Connection:
             if now - self._last_received_at > self.config.max_rto:
                 self._enter_closed(Trigger.TIMEOUT_RETRANSMIT, CloseReason.TIMEOUT, now)
                 return
+            orphan_retries = self.config.orphan_retries
+            if self._user_closed and orphan_retries is not None:
+                # An orphan (the application closed) cannot wait forever for a peer
+                # that keeps its window shut: Linux gives up after tcp_orphan_retries.
+                self.retransmissions += 1
+                if self.retransmissions > orphan_retries:
+                    self._enter_closed(Trigger.TIMEOUT_RETRANSMIT, CloseReason.TIMEOUT, now)
+                    return
             if self.config.user_timeout and now - self._rtx_stamp >= self.config.user_timeout:
                 # RFC 5482: a user timeout ends a stalled transfer even while the peer
                 # answers the probes (Linux's tcp_rtx_probe0_timed_out). Without this the
@@ -1081,12 +1089,14 @@ class Connection:
             self._maybe_duplicate_ack(seg, now)
         if seq_le(self.snd_una, ack):
             self._update_send_window(seg)
-            if self.snd_wnd == 0:
-                # The peer is alive and holds its window closed: what we resend into it
-                # (data or our FIN) works as a window probe, and RFC 9293 3.8.6.1
-                # (MUST-37) keeps the connection open while probes are answered, so the
-                # R2 count (3.8.3) starts over. Linux likewise only times out such
-                # "zero probes" when ACKs stop (tcp_rtx_probe0_timed_out).
+            # The peer is alive and holds its window closed: what we resend into it
+            # (data or our FIN) works as a window probe, and RFC 9293 3.8.6.1 (MUST-37)
+            # keeps the connection open while probes are answered, so the R2 count
+            # (3.8.3) starts over. Linux likewise only times out such "zero probes"
+            # when ACKs stop (tcp_rtx_probe0_timed_out). An orphan under Linux's
+            # tcp_orphan_retries keeps counting (see _on_retransmit_timeout).
+            counting_orphan = self._user_closed and self.config.orphan_retries is not None
+            if self.snd_wnd == 0 and not counting_orphan:
                 self.retransmissions = 0
 
         if state is State.FIN_WAIT_1 and self._fin_acked:
