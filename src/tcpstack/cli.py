@@ -5,8 +5,9 @@ from __future__ import annotations
 import argparse
 import sys
 from collections.abc import Sequence
+from pathlib import Path
 
-from tcpstack.scenarios.catalog import SCENARIOS, Scenario
+from tcpstack.scenarios.catalog import SCENARIOS, Scenario, ScenarioRun
 from tcpstack.scenarios.claims import CLAIMS
 
 
@@ -25,6 +26,28 @@ def main(argv: Sequence[str] | None = None) -> int:
     )
     scenario.add_argument("name", nargs="?", help="scenario name, or 'all'")
     scenario.add_argument("--list", action="store_true", help="list the scenarios")
+    scenario.add_argument(
+        "--out",
+        metavar="DIR",
+        help="also write the run's pictures into DIR (DIR/NAME for 'all'): trace.jsonl, "
+        "capture.pcap, capture.pcapng, ladder.svg, states-client.svg, states-server.svg, "
+        "tseq.png",
+    )
+    report = commands.add_parser(
+        "report",
+        help="write one self-contained HTML page showing every seed scenario",
+        description="Run the seed scenarios and write DIR/report.html: per scenario the "
+        "seed claims (English, with the Chinese original), the ladder, both ends' state "
+        "diagrams, the time-sequence graph and a segment-by-segment replay.",
+    )
+    report.add_argument("--out", metavar="DIR", default="out/report", help="output directory")
+    report.add_argument(
+        "--scenario",
+        action="append",
+        metavar="NAME",
+        help="only this scenario (repeatable); default: all",
+    )
+    report.add_argument("--no-progress", action="store_true", help="no progress bar")
     commands.add_parser(
         "bench",
         help="run the benchmarks (figures as tables and JSON); see tcpstack bench --help",
@@ -38,11 +61,13 @@ def main(argv: Sequence[str] | None = None) -> int:
         return run_benchmarks(args_list[1:])
     args = parser.parse_args(args_list)
     if args.command == "scenario":
-        return _scenario_command(args.name, args.list)
+        return _scenario_command(args.name, args.list, args.out)
+    if args.command == "report":
+        return _report_command(args.out, args.scenario, not args.no_progress)
     return 2  # pragma: no cover - argparse enforces the choices
 
 
-def _scenario_command(name: str | None, list_only: bool) -> int:
+def _scenario_command(name: str | None, list_only: bool, out: str | None = None) -> int:
     if list_only:
         for item in SCENARIOS.values():
             print(f"{item.name:<26} {item.summary}")
@@ -60,13 +85,44 @@ def _scenario_command(name: str | None, list_only: bool) -> int:
     for index, item in enumerate(chosen):
         if index:
             print()
-        print(render_scenario(item))
+        run = item.play()
+        print(describe_run(item, run))
+        if out is not None:
+            target = Path(out) / item.name if name == "all" else Path(out)
+            _write_pictures(item, run, target)
+    return 0
+
+
+def _write_pictures(item: Scenario, run: ScenarioRun, target: Path) -> None:
+    from tcpstack.viz.artifacts import write_artifacts
+
+    result = write_artifacts(run, target, name=item.name, summary=item.summary)
+    # On standard error, so that the text output stays what it always was.
+    for file_name in result.written:
+        print(f"wrote {target / file_name}", file=sys.stderr)
+    for file_name, why in result.skipped.items():
+        print(f"skipped {target / file_name}: {why}", file=sys.stderr)
+
+
+def _report_command(out: str, names: list[str] | None, progress: bool) -> int:
+    unknown = [n for n in names or () if n not in SCENARIOS]
+    if unknown:
+        print(f"tcpstack report: no scenario named {unknown[0]!r}; see --list", file=sys.stderr)
+        return 2
+    from tcpstack.viz.report import generate_report
+
+    path = generate_report(Path(out) / "report.html", names, progress=progress)
+    print(path)
     return 0
 
 
 def render_scenario(item: Scenario) -> str:
     """Run one scenario and describe it: claims, ladder, state paths, findings."""
-    run = item.play()
+    return describe_run(item, item.play())
+
+
+def describe_run(item: Scenario, run: ScenarioRun) -> str:
+    """Describe a scenario's run: claims, ladder, state paths, findings."""
     lines = [f"== {item.name}: {item.summary}"]
     for claim in item.claims:
         lines.append(f"   {claim}: {CLAIMS[claim]}")

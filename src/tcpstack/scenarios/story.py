@@ -126,6 +126,10 @@ class Story:
         self.network.link_direction(CLIENT_IP, SERVER_IP, self.link)
         self.network.link_direction(SERVER_IP, CLIENT_IP, self.link)
         self.lost: dict[int, str] = {}  # id(segment) -> what happened to it
+        # Everything the network reported, in order (pcap captures and pictures read it),
+        # and for each record how many trace records existed then (to interleave the two).
+        self.net_records: list[NetRecord] = []
+        self.net_positions: list[int] = []
         self.network.add_observer(self._observe)
         self.notes: list[tuple[int, int, str]] = []  # (time, side, text)
 
@@ -154,6 +158,8 @@ class Story:
         self.notes.append((self.now, side, text))
 
     def _observe(self, record: NetRecord) -> None:
+        self.net_records.append(record)
+        self.net_positions.append(len(self.trace.records))
         if record.what in (What.LOST, What.FILTERED, What.QUEUE_DROP, What.CORRUPTED):
             self.lost[id(record.datagram.segment)] = str(record.what)
 

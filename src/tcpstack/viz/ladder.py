@@ -48,7 +48,9 @@ class RelativeNumbers:
     def __init__(self) -> None:
         self._isn: dict[tuple[int, int, int], int] = {}
 
-    def describe(self, side: int, seg: Segment) -> str:
+    def bases(self, side: int, seg: Segment) -> tuple[int, int]:
+        """(sequence base, acknowledgment base) for `seg` sent by `side`; a SYN teaches
+        its flow's ISN. Call once per segment, in the order they were sent."""
         flow = (side, seg.src_port, seg.dst_port)
         if seg.flags & Flag.SYN:
             self._isn[flow] = seg.seq
@@ -56,6 +58,10 @@ class RelativeNumbers:
         ack_base = self._isn.get((1 - side, seg.dst_port, seg.src_port), 0)
         if seq_sub(seg.seq, seq_base) > 1 << 31:
             seq_base = 0  # not in this flow's sequence space (e.g. a RST with SEQ=0)
+        return seq_base, ack_base
+
+    def describe(self, side: int, seg: Segment) -> str:
+        seq_base, ack_base = self.bases(side, seg)
         return seg.describe(seq_base, ack_base)
 
 
