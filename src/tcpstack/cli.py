@@ -53,6 +53,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         help="run the benchmarks (figures as tables and JSON); see tcpstack bench --help",
         add_help=False,
     )
+    from tcpstack.net.cli import add_commands as add_net_commands
+
+    add_net_commands(commands)
     args_list = list(sys.argv[1:] if argv is None else argv)
     if args_list[:1] == ["bench"]:
         # The benchmark runner has its own options; hand it everything after "bench".
@@ -64,6 +67,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         return _scenario_command(args.name, args.list, args.out)
     if args.command == "report":
         return _report_command(args.out, args.scenario, not args.no_progress)
+    if args.command in ("netns", "serve", "connect"):
+        from tcpstack.net.cli import run_command as run_net_command
+
+        return run_net_command(args)
     return 2  # pragma: no cover - argparse enforces the choices
 
 
