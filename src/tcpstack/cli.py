@@ -53,6 +53,28 @@ def main(argv: Sequence[str] | None = None) -> int:
         help="run the benchmarks (figures as tables and JSON); see tcpstack bench --help",
         add_help=False,
     )
+    packetdrill = commands.add_parser(
+        "packetdrill",
+        help="run packetdrill-syntax scripts against tcpstack on a virtual clock",
+        description="Run packetdrill-syntax scripts: the script plays the remote peer "
+        "(inbound packets injected at their times), tcpstack's segments must match the "
+        "expected ones within the tolerance. Exit status 1 if any script fails.",
+    )
+    packetdrill.add_argument("files", nargs="+", metavar="FILE", help="script files")
+    packetdrill.add_argument(
+        "--tolerance_usecs",
+        "--tolerance-usecs",
+        type=int,
+        default=4000,
+        help="timing tolerance in microseconds (default 4000, as packetdrill)",
+    )
+    packetdrill.add_argument(
+        "--config",
+        choices=("linux", "plain"),
+        default="linux",
+        help="tcpstack's configuration: linux (Config(), the default) or plain "
+        "(RFC 9293 alone: no RFC 7323/2018 options, no delayed ACK, no Nagle)",
+    )
     from tcpstack.net.cli import add_commands as add_net_commands
 
     add_net_commands(commands)
@@ -67,11 +89,33 @@ def main(argv: Sequence[str] | None = None) -> int:
         return _scenario_command(args.name, args.list, args.out)
     if args.command == "report":
         return _report_command(args.out, args.scenario, not args.no_progress)
+    if args.command == "packetdrill":
+        return _packetdrill_command(args.files, args.tolerance_usecs, args.config)
     if args.command in ("netns", "serve", "connect"):
         from tcpstack.net.cli import run_command as run_net_command
 
         return run_net_command(args)
     return 2  # pragma: no cover - argparse enforces the choices
+
+
+def _packetdrill_command(files: list[str], tolerance: int, config_name: str) -> int:
+    from tcpstack.core.config import PLAIN, Config
+    from tcpstack.packetdrill import run_file
+
+    config = PLAIN if config_name == "plain" else Config()
+    failed = 0
+    for name in files:
+        try:
+            result = run_file(name, config=config, tolerance_usecs=tolerance)
+        except OSError as error:
+            print(f"{name}: FAIL: cannot read: {error.strerror}")
+            failed += 1
+            continue
+        print(result.describe())
+        failed += not result.ok
+    if len(files) > 1:
+        print(f"{len(files) - failed} passed, {failed} failed")
+    return 1 if failed else 0
 
 
 def _scenario_command(name: str | None, list_only: bool, out: str | None = None) -> int:

@@ -1851,6 +1851,10 @@ class Connection:
         self.sack_enabled = config.sack and options.sack_permitted
         # The initial window is counted in segments, so the controller starts now.
         self._cc = make_controller(config.congestion_control, self.effective_mss)
+        # RCV.WND is what our SYN or SYN,ACK offers (never scaled, RFC 7323 2.2), not the
+        # whole buffer: segments beyond that edge are outside the window (3.10.7.4).
+        free = max(config.receive_buffer_size - len(self._receive_buffer), 0)
+        self._advertised_edge = seq_add(self.rcv_nxt, min(free, MAX_UNSCALED_WINDOW))
 
     def _verdict(self, seg: Segment, now: int, verdict: str, reason: str) -> None:
         if self._tracer is not None:
