@@ -14,6 +14,7 @@ from dataclasses import replace
 from tcpstack.core.config import PLAIN, Config
 from tcpstack.core.connection import Connection
 from tcpstack.core.events import Event
+from tcpstack.core.ratelimit import ChallengeAckLimiter
 from tcpstack.core.segment import NO_OPTIONS, Flag, Options, Segment
 from tcpstack.core.seq import seq_add
 from tcpstack.core.state import State
@@ -39,7 +40,9 @@ MS = 1_000  # microseconds per millisecond
 class Harness:
     """A connection under test plus the clock and helpers that script its peer."""
 
-    def __init__(self, config: Config | None = None) -> None:
+    def __init__(
+        self, config: Config | None = None, *, challenge_limiter: ChallengeAckLimiter | None = None
+    ) -> None:
         # PLAIN: RFC 9293 alone (no window scaling, timestamps, SACK, congestion
         # control, delayed ACK or Nagle), so each expected segment follows from 3.10.
         self.config = config if config is not None else PLAIN
@@ -51,6 +54,7 @@ class Harness:
             config=self.config,
             isn_generator=lambda _tuple, _now: LOCAL_ISS,
             tracer=self.trace,
+            challenge_limiter=challenge_limiter,
         )
 
     # -- the clock -----------------------------------------------------------------

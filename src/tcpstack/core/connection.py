@@ -28,7 +28,8 @@ from tcpstack.core.events import (
     Event,
     SendSpaceAvailable,
 )
-from tcpstack.core.reassembly import Reassembly
+from tcpstack.core.ratelimit import ChallengeAckLimiter
+from tcpstack.core.reassembly import Reassembly, ReassemblyBudget
 from tcpstack.core.rtt import RttEstimator
 from tcpstack.core.sack import DUP_THRESH, Scoreboard
 from tcpstack.core.segment import NO_OPTIONS, Flag, Options, Segment
@@ -101,6 +102,8 @@ class Connection:
         config: Config | None = None,
         isn_generator: IsnGenerator,
         tracer: Tracer | None = None,
+        challenge_limiter: ChallengeAckLimiter | None = None,
+        reassembly_budget: ReassemblyBudget | None = None,
     ) -> None:
         config = config if config is not None else Config()
         self.config = config
@@ -108,6 +111,9 @@ class Connection:
         self.remote_ip, self.remote_port = remote if remote is not None else ("", 0)
         self._isn_generator = isn_generator
         self._tracer = tracer
+        # RFC 5961 7: challenge ACKs are rate limited by a limiter the Endpoint shares
+        # among its connections; None (a bare Connection) sends every one.
+        self._challenge_limiter = challenge_limiter
         self.state = State.CLOSED
         # The path of states this connection went through, first to last.
         self.state_history: list[State] = [State.CLOSED]
@@ -158,7 +164,9 @@ class Connection:
         # bytes wait in the reassembly queue. _receive_offset is RCV.NXT as a stream
         # offset (bytes received in order so far).
         self._receive_buffer = bytearray()
-        self._reassembly = Reassembly(config.receive_buffer_size, config.max_reassembly_blocks)
+        self._reassembly = Reassembly(
+            config.receive_buffer_size, config.max_reassembly_blocks, reassembly_budget
+        )
         self._receive_offset = 0
         self._ooo_fin_offset: int | None = None  # a FIN that arrived beyond a gap
         self._fin_received = False
@@ -243,6 +251,28 @@ class Connection:
         self.passive_open = True
         self._listen_remote = (self.remote_ip, self.remote_port)
         self._transition(Trigger.OPEN_PASSIVE, now)
+        self._wake()
+
+    def resume_from_cookie(self, peer_isn: int, peer_mss: int, *, now: int) -> None:
+        """A listener's child rebuilt from a valid SYN cookie (RFC 4987 3.6): the SYN and
+        our SYN,ACK (whose ISN was the cookie, from this connection's ISN generator) went
+        by without state; take their effect now, as if the SYN had arrived in LISTEN and
+        the SYN,ACK had been sent. The returning ACK is fed next and establishes it.
+        The cookie SYN,ACK offered no window scaling, SACK or timestamps."""
+        if self.state is not State.LISTEN or not self.remote_port:
+            raise InvalidOperation("resume_from_cookie", self.state, "needs a spawned LISTEN")
+        self._trace_note(now, "rebuilt from a SYN cookie")
+        self.irs = peer_isn
+        self.rcv_nxt = seq_add(peer_isn, 1)
+        self.snd_mss = max(peer_mss, self.config.min_peer_mss)
+        self.rcv_wscale_offered = False
+        self.snd_wscale = self.rcv_wscale = 0
+        self.ts_enabled = False
+        self.sack_enabled = False
+        self._cc = make_controller(self.config.congestion_control, self.effective_mss)
+        self._choose_iss(now)
+        self._transition(Trigger.RCV_SYN, now)
+        self.snd_nxt = self.snd_max = seq_add(self.iss, 1)
         self._wake()
 
     def send(self, data: bytes, *, now: int) -> int:
@@ -924,6 +954,11 @@ class Connection:
             if flags & Flag.RST:
                 self._verdict(seg, now, "drop", "RST outside the window (3.10.7.4)")
                 return
+            if flags & Flag.SYN and state is not State.SYN_RECEIVED:
+                # RFC 5961 4.2: a SYN in a synchronized state gets a challenge ACK
+                # "irrespective of the sequence number", so it is rate limited too.
+                self._challenge_ack(seg, now, "SYN outside the window: challenge ACK")
+                return
             ends_at_rcv_nxt = seg.seg_len > 0 and seg.end_seq == self.rcv_nxt
             if state is State.TIME_WAIT and flags & Flag.FIN and ends_at_rcv_nxt:
                 # The peer's FIN again: our last ACK was lost. ACK it and restart 2*MSL
@@ -954,8 +989,7 @@ class Connection:
         # Second: the RST bit (with the RFC 5961 exact-match rule RFC 9293 adopts).
         if flags & Flag.RST:
             if seg.seq != self.rcv_nxt:
-                self._verdict(seg, now, "challenge", "in-window RST, not RCV.NXT: challenge ACK")
-                self._need_ack = True
+                self._challenge_ack(seg, now, "in-window RST, not RCV.NXT: challenge ACK")
                 return
             self._verdict(seg, now, "reset", f"RST in {state.value} (3.10.7.4)")
             if state is State.SYN_RECEIVED and self.passive_open:
@@ -984,8 +1018,7 @@ class Connection:
                 self._return_to_listen(Trigger.RCV_SYN_RETURN_TO_LISTEN, now)
                 return
             # RFC 9293 3.10.7.4 fourth step (MUST per RFC 5961 section 4): challenge ACK.
-            self._verdict(seg, now, "challenge", "SYN in a synchronized state: challenge ACK")
-            self._need_ack = True
+            self._challenge_ack(seg, now, "SYN in a synchronized state: challenge ACK")
             return
 
         # Fifth: the ACK field. Without ACK the segment is dropped.
@@ -1077,9 +1110,15 @@ class Connection:
                 self._emit(Segment(self.local_port, self.remote_port, ack, 0, Flag.RST), now)
                 return False
         if seq_gt(ack, self.snd_max):
-            # Acknowledges something not yet sent: ACK and drop (3.10.7.4).
-            self._verdict(seg, now, "ack", "ACK for data not yet sent: drop, send ACK")
-            self._need_ack = True
+            # Acknowledges something not yet sent: ACK and drop (3.10.7.4; RFC 5961 5.2
+            # makes the ACK a rate-limited challenge ACK).
+            self._challenge_ack(seg, now, "ACK for data not yet sent: drop, challenge ACK")
+            return False
+        if seq_lt(ack, seq_sub(self.snd_una, self.max_snd_wnd)):
+            # RFC 5961 5.2 (RFC 9293 3.10.7.4 fifth step, MAY-12): an ACK older than
+            # SND.UNA - MAX.SND.WND cannot be a genuine duplicate: drop the segment
+            # (its text too) and send a challenge ACK.
+            self._challenge_ack(seg, now, "ACK below SND.UNA - MAX.SND.WND: challenge ACK")
             return False
         if self.sack_enabled and seg.options is not NO_OPTIONS and seg.options.sack_blocks:
             self._take_sack_blocks(seg.options.sack_blocks)
@@ -1855,6 +1894,16 @@ class Connection:
         # whole buffer: segments beyond that edge are outside the window (3.10.7.4).
         free = max(config.receive_buffer_size - len(self._receive_buffer), 0)
         self._advertised_edge = seq_add(self.rcv_nxt, min(free, MAX_UNSCALED_WINDOW))
+
+    def _challenge_ack(self, seg: Segment, now: int, reason: str) -> None:
+        """Drop `seg` and answer with <SEQ=SND.NXT><ACK=RCV.NXT><CTL=ACK> (RFC 5961), unless
+        the shared limiter says the rate limit is reached (RFC 5961 7): then only drop."""
+        limiter = self._challenge_limiter
+        if limiter is not None and not limiter.allow(now):
+            self._verdict(seg, now, "drop", reason + " (rate limited, RFC 5961 7)")
+            return
+        self._verdict(seg, now, "challenge", reason)
+        self._need_ack = True
 
     def _verdict(self, seg: Segment, now: int, verdict: str, reason: str) -> None:
         if self._tracer is not None:

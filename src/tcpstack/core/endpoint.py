@@ -10,20 +10,69 @@ heap of every connection's next deadline so a timer costs O(log n), not a scan.
 from __future__ import annotations
 
 import heapq
+import ipaddress
 from collections import Counter, deque
 from dataclasses import dataclass, field
+from functools import lru_cache
 
 from tcpstack.core.codec import decode_segment
 from tcpstack.core.config import Config
 from tcpstack.core.connection import Connection, FourTuple, IsnGenerator, reset_for
 from tcpstack.core.errors import AddressInUse, InvalidOperation, MalformedSegment
-from tcpstack.core.segment import Datagram, Flag, Segment
+from tcpstack.core.ratelimit import DEFAULT_CHALLENGE_ACK_LIMIT, ChallengeAckLimiter
+from tcpstack.core.reassembly import DEFAULT_ENDPOINT_REASSEMBLY_BYTES, ReassemblyBudget
+from tcpstack.core.segment import Datagram, Flag, Options, Segment
+from tcpstack.core.seq import seq_add
 from tcpstack.core.state import State, Trigger
+from tcpstack.core.syncookies import SynCookies
 from tcpstack.core.timewait import TimeWaitEntry, TimeWaitVerdict, entry_from
 from tcpstack.core.trace import TraceKind, Tracer, TraceRecord
 
 # Linux's default net.ipv4.ip_local_port_range.
 EPHEMERAL_PORTS = (32768, 60999)
+# Connections one Endpoint holds at once (TIME_WAIT entries are bounded separately).
+DEFAULT_MAX_CONNECTIONS = 65_536
+
+_SYN_FIN = Flag.SYN | Flag.FIN
+_SYN_RST = Flag.SYN | Flag.RST
+_HOSTILE_DETAIL = {
+    "syn_fin": "SYN with FIN: no valid segment has both",
+    "syn_rst": "SYN with RST: no valid segment has both",
+    "no_flags": "no control bits at all (a null scan)",
+    "urgent_past_data": "URG with an urgent pointer past the segment's data",
+    "port_zero": "source or destination port 0",
+}
+
+
+def _hostile_reason(seg: Segment) -> str | None:
+    """Why a segment is malformed or only sent by scanners and attackers, or None."""
+    flags = seg.flags
+    if flags & _SYN_FIN == _SYN_FIN:
+        return "syn_fin"
+    if flags & _SYN_RST == _SYN_RST:
+        return "syn_rst"
+    if not flags & (Flag.SYN | Flag.FIN | Flag.RST | Flag.ACK | Flag.PSH | Flag.URG):
+        return "no_flags"
+    if flags & Flag.URG and seg.urgent > len(seg.payload):
+        return "urgent_past_data"
+    if seg.src_port == 0 or seg.dst_port == 0:
+        return "port_zero"
+    return None
+
+
+@lru_cache(maxsize=4096)
+def is_unicast(address: str) -> bool:
+    """False for an unspecified, multicast or (IPv4) limited-broadcast address.
+
+    A string that is not an IP address (some tests name hosts) counts as unicast.
+    """
+    try:
+        ip = ipaddress.ip_address(address)
+    except ValueError:
+        return True
+    if ip.is_unspecified or ip.is_multicast:
+        return False
+    return not (ip.version == 4 and int(ip) == 0xFFFFFFFF)
 
 
 @dataclass(eq=False)
@@ -57,6 +106,10 @@ class Endpoint:
         max_time_wait: int = 262_144,
         rfc1337: bool = False,
         track_woken: bool = True,
+        challenge_ack_limit: int = DEFAULT_CHALLENGE_ACK_LIMIT,
+        syn_cookie_secret: bytes | None = None,
+        max_connections: int = DEFAULT_MAX_CONNECTIONS,
+        max_reassembly_bytes: int = DEFAULT_ENDPOINT_REASSEMBLY_BYTES,
     ) -> None:
         self.address = address
         self.config = config if config is not None else Config()
@@ -78,6 +131,18 @@ class Endpoint:
         self._parent: dict[Connection, Listener] = {}
         # Named counters of everything dropped or answered here (shown by stats).
         self.stats: Counter[str] = Counter()
+        # RFC 5961 7: one challenge-ACK budget per second for every connection here
+        # (Linux's tcp_challenge_ack_limit).
+        self.challenge_limiter = ChallengeAckLimiter(challenge_ack_limit, stats=self.stats)
+        # RFC 4987 3.6: with a secret (from the driver), a listener whose SYN backlog is
+        # full answers with SYN cookies instead of dropping SYNs.
+        self.syn_cookies = SynCookies(syn_cookie_secret) if syn_cookie_secret else None
+        # Connections (any state but TIME_WAIT, which has its own limit) held at once;
+        # past it a SYN is refused with RST and connect() raises, both counted.
+        self.max_connections = max_connections
+        # Out-of-order bytes held by all connections together; past it such data is
+        # dropped (the sender retransmits) and counted as limit.reassembly_bytes.
+        self.reassembly_budget = ReassemblyBudget(max_reassembly_bytes, stats=self.stats)
         self._dirty: dict[Connection, None] = {}  # insertion-ordered set
         self._woken: dict[Connection, None] = {}
         self._track_woken = track_woken
@@ -175,6 +240,12 @@ class Endpoint:
         # abort() (or a timer-less close) took to CLOSED no longer holds its 4-tuple
         # (RFC 9293 3.10.5: "the TCB is deleted").
         self._settle_dirty()
+        if not is_unicast(remote_ip):
+            # RFC 9293 3.9.1.1 (MUST-46): an OPEN to a broadcast or multicast address
+            # is an error.
+            raise InvalidOperation("connect", State.CLOSED, f"{remote_ip} is not a unicast address")
+        if not 0 < remote_port < 65536:
+            raise InvalidOperation("connect", State.CLOSED, f"remote port {remote_port} invalid")
         if local_port is None:
             local_port = self._pick_ephemeral(remote_ip, remote_port)
         key = (self.address, local_port, remote_ip, remote_port)
@@ -196,6 +267,11 @@ class Endpoint:
                 f"{self.address}:{local_port} -> {remote_ip}:{remote_port} is held by a "
                 f"connection in {existing.state.value}",
             )
+        if len(self.connections) >= self.max_connections:
+            self.stats["limit.connections"] += 1
+            raise InvalidOperation(
+                "connect", State.CLOSED, f"connection limit ({self.max_connections}) reached"
+            )
         conn = self._new_connection(key, config)
         conn.open(now=now)
         return conn
@@ -216,13 +292,17 @@ class Endpoint:
             "connect", State.CLOSED, f"no free ephemeral port towards {remote_ip}:{remote_port}"
         )
 
-    def _new_connection(self, key: FourTuple, config: Config | None) -> Connection:
+    def _new_connection(
+        self, key: FourTuple, config: Config | None, isn_generator: IsnGenerator | None = None
+    ) -> Connection:
         conn = Connection(
             (key[0], key[1]),
             (key[2], key[3]),
             config=config if config is not None else self.config,
-            isn_generator=self._isn_generator,
+            isn_generator=isn_generator if isn_generator is not None else self._isn_generator,
             tracer=self._tracer,
+            challenge_limiter=self.challenge_limiter,
+            reassembly_budget=self.reassembly_budget,
         )
         conn.on_wake = self._on_wake
         self.connections[key] = conn
@@ -265,6 +345,10 @@ class Endpoint:
         if dst != self.address:
             self._drop(now, "wrong_address", f"{dst} is not {self.address}")
             return
+        hostile = _hostile_reason(seg)
+        if hostile is not None:
+            self._drop(now, f"hostile.{hostile}", _HOSTILE_DETAIL[hostile], seg)
+            return
         key = (dst, seg.dst_port, src, seg.src_port)
         conn = self.connections.get(key)
         if conn is not None:
@@ -273,6 +357,12 @@ class Endpoint:
             return
         entry = self.time_wait.get(key)
         if entry is not None and self._to_time_wait(key, entry, src, seg, now):
+            return
+        if not is_unicast(src):
+            # RFC 9293 3.9.2.3 (MUST-63): a SYN from a broadcast, multicast or
+            # unspecified source is ignored; nothing else from there is answered either
+            # (no connection can have such a peer, and a RST must not go to a group).
+            self._drop(now, "hostile.bad_source", f"source {src} is not a unicast address", seg)
             return
         listener = self.listeners.get(seg.dst_port)
         if listener is not None:
@@ -291,6 +381,9 @@ class Endpoint:
             self._drop(now, "listen_rst", "RST in LISTEN is ignored", seg)
             return
         if flags & Flag.ACK:
+            if self.syn_cookies is not None and not flags & Flag.SYN:
+                self._cookie_ack(listener, src, seg, now)
+                return
             self._reply(now, src, "listen_ack", reset_for(seg), seg)
             return
         if not flags & Flag.SYN:
@@ -303,7 +396,13 @@ class Endpoint:
         if len(listener.accept_queue) >= listener.backlog:
             self._drop(now, "listen_overflow", "accept queue full: SYN dropped", seg)
             return
+        if len(self.connections) >= self.max_connections:
+            self._reply(now, src, "limit.connections", reset_for(seg), seg)
+            return
         if len(listener.embryonic) >= self.syn_backlog:
+            if self.syn_cookies is not None:
+                self._send_cookie(listener, self.syn_cookies, src, seg, now)
+                return
             self._drop(now, "syn_backlog_full", "too many SYN_RECEIVED: SYN dropped", seg)
             return
         key = (self.address, listener.port, src, seg.src_port)
@@ -314,12 +413,67 @@ class Endpoint:
         child.receive_segment(seg, now=now)
         self._settle(child, now)
 
+    def _send_cookie(
+        self, listener: Listener, cookies: SynCookies, src: str, seg: Segment, now: int
+    ) -> None:
+        """SYN backlog full: answer with a SYN,ACK whose ISN is a SYN cookie, keep nothing."""
+        config = listener.config if listener.config is not None else self.config
+        key = (self.address, listener.port, src, seg.src_port)
+        peer_mss = seg.options.mss if seg.options.mss is not None else config.default_peer_mss
+        cookie = cookies.make(key, seg.seq, peer_mss, now)
+        answer = Segment(
+            listener.port,
+            seg.src_port,
+            cookie,
+            seq_add(seg.seq, 1),
+            Flag.SYN | Flag.ACK,
+            min(config.receive_buffer_size, 0xFFFF),
+            0,
+            Options(mss=config.mss),
+        )
+        self._reply(now, src, "syn_cookie.sent", answer, seg, verdict="syn_cookie")
+
+    def _cookie_ack(self, listener: Listener, src: str, seg: Segment, now: int) -> None:
+        """An ACK for a listener: the third segment of a handshake answered with a SYN
+        cookie (RFC 4987 3.6), or else a stray ACK, answered with RST (3.10.7.2)."""
+        assert self.syn_cookies is not None
+        key = (self.address, listener.port, src, seg.src_port)
+        peer_isn = seq_add(seg.seq, -1)
+        cookie = seq_add(seg.ack, -1)
+        peer_mss = self.syn_cookies.check(key, peer_isn, cookie, now)
+        if peer_mss is None:
+            self._reply(now, src, "syn_cookie.invalid", reset_for(seg), seg)
+            return
+        if len(listener.accept_queue) >= listener.backlog:
+            self._drop(now, "syn_cookie.accept_queue_full", "valid cookie, accept queue full", seg)
+            return
+        if len(self.connections) >= self.max_connections:
+            self._reply(now, src, "limit.connections", reset_for(seg), seg)
+            return
+        self.stats["syn_cookie.accepted"] += 1
+        base = listener.config if listener.config is not None else self.config
+        config = base.with_changes(window_scaling=False, timestamps=False, sack=False)
+        child = self._new_connection(key, config, lambda _tuple, _now: cookie)
+        listener.embryonic.add(child)
+        self._parent[child] = listener
+        child.listen(now=now, spawned=True)
+        child.resume_from_cookie(peer_isn, peer_mss, now=now)
+        child.receive_segment(seg, now=now)
+        self._settle(child, now)
+
     def _to_time_wait(
         self, key: FourTuple, entry: TimeWaitEntry, src: str, seg: Segment, now: int
     ) -> bool:
         """A segment for a 4-tuple in TIME_WAIT. Returns False when the entry ended and
         the segment (a new SYN) should go on to a listener."""
         verdict = entry.classify(seg, rfc1337=self.rfc1337)
+        if (
+            verdict is TimeWaitVerdict.ACK
+            and seg.flags & Flag.RST
+            and not self.challenge_limiter.allow(now)
+        ):
+            # The ACK for an in-window RST is a challenge ACK: rate limited (RFC 5961 7).
+            verdict = TimeWaitVerdict.DROP
         self.stats[f"time_wait.{verdict.value}"] += 1
         if self._tracer is not None:
             self._tracer(
@@ -357,7 +511,16 @@ class Endpoint:
         if conn is not None:
             conn.expire_time_wait(now=now, trigger=trigger)
 
-    def _reply(self, now: int, dst: str, reason: str, answer: Segment, seg: Segment) -> None:
+    def _reply(
+        self,
+        now: int,
+        dst: str,
+        reason: str,
+        answer: Segment,
+        seg: Segment,
+        *,
+        verdict: str = "reset",
+    ) -> None:
         self.stats[reason] += 1
         if self._tracer is not None:
             self._tracer(
@@ -365,7 +528,7 @@ class Endpoint:
                     now,
                     TraceKind.SEGMENT_IN,
                     self.address,
-                    {"verdict": "reset", "reason": reason, "state": "CLOSED"},
+                    {"verdict": verdict, "reason": reason, "state": "CLOSED"},
                     seg,
                 )
             )

@@ -12,15 +12,50 @@ make us hold more than that; what does not fit is dropped (and the sender retran
 from __future__ import annotations
 
 from bisect import bisect_left
+from collections import Counter
+
+# Out-of-order bytes one Endpoint holds for all its connections together.
+DEFAULT_ENDPOINT_REASSEMBLY_BYTES = 64 * 1024 * 1024
+
+
+class ReassemblyBudget:
+    """A byte budget for out-of-order data shared by an Endpoint's connections, so that
+    many connections each filling their own limit cannot exhaust memory together.
+    Refusals are counted as limit.reassembly_bytes in `stats` when given."""
+
+    __slots__ = ("held", "limit", "peak", "refused", "stats")
+
+    def __init__(self, limit: int, *, stats: Counter[str] | None = None) -> None:
+        self.limit = limit
+        self.held = 0
+        self.peak = 0
+        self.refused = 0
+        self.stats = stats
+
+    def take(self, size: int) -> bool:
+        if self.held + size > self.limit:
+            self.refused += 1
+            if self.stats is not None:
+                self.stats["limit.reassembly_bytes"] += 1
+            return False
+        self.held += size
+        self.peak = max(self.peak, self.held)
+        return True
+
+    def release(self, size: int) -> None:
+        self.held -= size
 
 
 class Reassembly:
     """Disjoint, sorted blocks of out-of-order data: starts[i] .. starts[i]+len(data[i])."""
 
-    __slots__ = ("_data", "_recent", "_starts", "held", "max_blocks", "max_bytes")
+    __slots__ = ("_budget", "_data", "_recent", "_starts", "held", "max_blocks", "max_bytes")
 
-    def __init__(self, max_bytes: int, max_blocks: int = 64) -> None:
+    def __init__(
+        self, max_bytes: int, max_blocks: int = 64, budget: ReassemblyBudget | None = None
+    ) -> None:
         self.max_bytes = max_bytes
+        self._budget = budget
         self.max_blocks = max_blocks
         self._starts: list[int] = []
         self._data: list[bytes] = []
@@ -77,6 +112,8 @@ class Reassembly:
         new_count = len(starts) - (last - first) + 1
         if self.held + added > self.max_bytes or new_count > self.max_blocks:
             return 0
+        if self._budget is not None and not self._budget.take(added):
+            return 0
         for i in range(first, last):
             self._forget_recent(starts[i])
         starts[first:last] = [merged_start]
@@ -91,7 +128,7 @@ class Reassembly:
         # Blocks that in-order data has already passed entirely are stale: drop them all,
         # or the caller would see b"" while a later block already continues the stream.
         while starts and starts[0] + len(self._data[0]) <= expected:
-            self.held -= len(self._data[0])
+            self._release(len(self._data[0]))
             self._forget_recent(starts[0])
             del starts[0]
             del self._data[0]
@@ -101,7 +138,7 @@ class Reassembly:
         skip = expected - starts[0]
         del starts[0]
         del self._data[0]
-        self.held -= len(block)
+        self._release(len(block))
         self._forget_recent(expected - skip)
         return block[skip:] if skip > 0 else block
 
@@ -121,7 +158,12 @@ class Reassembly:
         self._starts.clear()
         self._data.clear()
         self._recent.clear()
-        self.held = 0
+        self._release(self.held)
+
+    def _release(self, size: int) -> None:
+        self.held -= size
+        if self._budget is not None:
+            self._budget.release(size)
 
     def _touch(self, old_start: int, new_start: int) -> None:
         self._forget_recent(old_start)

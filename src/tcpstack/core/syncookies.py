@@ -1,0 +1,79 @@
+"""SYN cookies (RFC 4987 3.6): a listener whose SYN backlog is full keeps no state for a
+new SYN; its SYN,ACK's ISN encodes what the handshake needs, and the returning ACK
+proves it.
+
+Cookie layout (32 bits), in the manner of Linux's syncookies:
+
+    bits 31..27  t mod 32, t = now // COOKIE_PERIOD (a 64 s counter)
+    bits 26..24  index of the peer's MSS in MSS_TABLE (rounded down)
+    bits 23..0   keyed hash (BLAKE2s, key = the driver's secret) of the 4-tuple, the
+                 peer's ISN, t and the MSS index
+
+The ACK is valid when SEG.ACK - 1 is a cookie whose hash matches, made at most
+MAX_AGE_PERIODS counters ago. Window scaling, SACK and timestamps are not encoded:
+a cookie SYN,ACK offers none of them, so the connection runs without them.
+"""
+
+from __future__ import annotations
+
+import hashlib
+
+from tcpstack.core.config import SECOND
+from tcpstack.core.connection import FourTuple
+from tcpstack.core.seq import MASK
+
+COOKIE_PERIOD = 64 * SECOND
+MAX_AGE_PERIODS = 2  # a cookie stays valid for the counter it was made in and the next
+# MSS values a cookie can carry (Linux's msstab for IPv4 plus common ones), ascending.
+MSS_TABLE = (64, 536, 1220, 1300, 1400, 1440, 1460, 8960)
+_HASH_MASK = (1 << 24) - 1
+
+
+class SynCookies:
+    """Make and check SYN cookies with one secret (given by the driver)."""
+
+    __slots__ = ("_secret",)
+
+    def __init__(self, secret: bytes) -> None:
+        if len(secret) < 16:
+            raise ValueError("SYN cookie secret must be at least 16 bytes")
+        self._secret = secret if len(secret) <= 32 else hashlib.blake2s(secret).digest()
+
+    def _hash(self, four_tuple: FourTuple, peer_isn: int, counter: int, mss_index: int) -> int:
+        local_ip, local_port, remote_ip, remote_port = four_tuple
+        message = (
+            f"{local_ip}|{local_port}|{remote_ip}|{remote_port}|{peer_isn}|{counter}|{mss_index}"
+        ).encode()
+        digest = hashlib.blake2s(message, key=self._secret, digest_size=3).digest()
+        return int.from_bytes(digest, "big")
+
+    @staticmethod
+    def mss_index(mss: int) -> int:
+        """The largest table entry not above `mss` (entry 0 for anything smaller)."""
+        index = 0
+        for i, value in enumerate(MSS_TABLE):
+            if value <= mss:
+                index = i
+        return index
+
+    def make(self, four_tuple: FourTuple, peer_isn: int, peer_mss: int, now: int) -> int:
+        """The ISN for the SYN,ACK answering a SYN with `peer_isn` and `peer_mss`."""
+        counter = now // COOKIE_PERIOD
+        index = self.mss_index(peer_mss)
+        digest = self._hash(four_tuple, peer_isn, counter, index)
+        return ((counter & 31) << 27 | index << 24 | digest) & MASK
+
+    def check(self, four_tuple: FourTuple, peer_isn: int, cookie: int, now: int) -> int | None:
+        """The MSS a valid cookie carries, or None for a forged or expired one."""
+        counter_now = now // COOKIE_PERIOD
+        age = (counter_now - (cookie >> 27)) & 31
+        if age >= MAX_AGE_PERIODS:
+            return None
+        counter = counter_now - age
+        index = (cookie >> 24) & 7
+        if self._hash(four_tuple, peer_isn, counter, index) != cookie & _HASH_MASK:
+            return None
+        return MSS_TABLE[index]
+
+
+__all__ = ["COOKIE_PERIOD", "MSS_TABLE", "SynCookies"]
