@@ -75,6 +75,25 @@ def main(argv: Sequence[str] | None = None) -> int:
         help="tcpstack's configuration: linux (Config(), the default) or plain "
         "(RFC 9293 alone: no RFC 7323/2018 options, no delayed ACK, no Nagle)",
     )
+    ss = commands.add_parser(
+        "ss",
+        help="an `ss -tanoi`-like table of both hosts of a scenario at a virtual time",
+        description="Play a scenario in the simulator and show, for both hosts, one row "
+        "per listener, connection and TIME_WAIT entry: RFC state, Recv-Q/Send-Q, "
+        "addresses, timers with time left, TCP info; then the stack's counters. With "
+        "--at the clock stops at that virtual time, else the scenario's end is shown. "
+        "For a live stack on a TUN see `tcpstack serve --ss`.",
+    )
+    ss.add_argument("--scenario", required=True, metavar="NAME", help="see scenario --list")
+    ss.add_argument(
+        "--at", type=float, default=None, metavar="SECONDS", help="virtual time to stop at"
+    )
+    ss.add_argument(
+        "--format",
+        choices=("auto", "text", "rich"),
+        default="auto",
+        help="plain text or rich tables (auto: rich on a terminal)",
+    )
     from tcpstack.net.cli import add_commands as add_net_commands
 
     add_net_commands(commands)
@@ -91,6 +110,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         return _report_command(args.out, args.scenario, not args.no_progress)
     if args.command == "packetdrill":
         return _packetdrill_command(args.files, args.tolerance_usecs, args.config)
+    if args.command == "ss":
+        return _ss_command(args.scenario, args.at, args.format)
     if args.command in ("netns", "serve", "connect"):
         from tcpstack.net.cli import run_command as run_net_command
 
@@ -116,6 +137,27 @@ def _packetdrill_command(files: list[str], tolerance: int, config_name: str) -> 
     if len(files) > 1:
         print(f"{len(files) - failed} passed, {failed} failed")
     return 1 if failed else 0
+
+
+def _ss_command(name: str, at: float | None, output: str) -> int:
+    if name not in SCENARIOS:
+        print(f"tcpstack ss: no scenario named {name!r}; see scenario --list", file=sys.stderr)
+        return 2
+    if at is not None and at < 0:
+        print("tcpstack ss: --at must not be negative", file=sys.stderr)
+        return 2
+    from tcpstack.viz.ss import render_scenario_text, render_tables, scenario_snapshots
+
+    snaps = scenario_snapshots(name, None if at is None else round(at * 1e6))
+    if output == "text" or (output == "auto" and not sys.stdout.isatty()):
+        print(render_scenario_text(snaps))
+        return 0
+    from rich.console import Console
+
+    console = Console()
+    console.print(snaps.heading())
+    console.print(render_tables(list(snaps.hosts)))
+    return 0
 
 
 def _scenario_command(name: str | None, list_only: bool, out: str | None = None) -> int:

@@ -181,3 +181,63 @@ def recv_all(sock: socket.socket) -> tuple[int, str, bytes]:
         digest.update(chunk)
         count += len(chunk)
     return count, digest.hexdigest(), head
+
+
+@dataclass
+class LoopNetem:
+    """netem's `loss L delay D J reorder R C`, emulated at the loop for what the kernel
+    sends to tcpstack (where a netem qdisc on the TUN would act), for kernels without
+    sch_netem. Loss: each packet with probability `loss`. Reordering: like netem, a
+    packet is sent at once with probability `reorder` (correlated `correlation` with
+    the previous choice), otherwise after `delay` ± `jitter` µs (uniform), so jitter
+    reorders as well. Seeded: the same run loses the same packets.
+    """
+
+    loop: NetLoop = field(repr=False)
+    loss: float = 0.02
+    delay: int = 10_000
+    jitter: int = 5_000
+    reorder: float = 0.25
+    correlation: float = 0.5
+    seed: int = 7
+    lost: int = 0
+    immediate: int = 0
+    delayed: int = 0
+    _last: float = field(default=0.0, repr=False)
+
+    def __post_init__(self) -> None:
+        import random
+
+        self._rng = random.Random(self.seed)
+
+    def install(self) -> LoopNetem:
+        with self.loop.lock:
+            self.loop.ingress_filter = self._ingress
+        return self
+
+    def _ingress(self, packet: bytes, now: int) -> bool:
+        rng = self._rng
+        if rng.random() < self.loss:
+            self.lost += 1
+            return False
+        # netem's correlated random number: a mix of a fresh one and the last one.
+        value = (1 - self.correlation) * rng.random() + self.correlation * self._last
+        self._last = value
+        if value < self.reorder:
+            self.immediate += 1
+            return True
+        self.delayed += 1
+        wait = self.delay + rng.randint(-self.jitter, self.jitter)
+        self.loop.deliver_later(packet, now + wait)
+        return False
+
+
+def netem_available(netns: str, dev: str) -> bool:
+    """Can this kernel add a netem qdisc (sch_netem)? Tried on dev, then removed."""
+    add = ["ip", "netns", "exec", netns, "tc", "qdisc", "add", "dev", dev, "root", "netem"]
+    result = subprocess.run(add, capture_output=True, text=True, check=False, timeout=10)
+    if result.returncode != 0:
+        return False
+    delete = ["ip", "netns", "exec", netns, "tc", "qdisc", "del", "dev", dev, "root"]
+    subprocess.run(delete, capture_output=True, text=True, check=True, timeout=10)
+    return True

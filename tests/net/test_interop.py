@@ -24,9 +24,19 @@ from tcpstack.core.segment import Datagram, Flag, Segment
 from tcpstack.core.state import State
 from tcpstack.net.apps import ConnectionApp, Transfer
 from tcpstack.net.host import NetHost
+from tcpstack.net.loop import monotonic_us
 from tcpstack.net.netns import entered
 
-from .support import Background, Tap, is_fin, kernel_info, recv_all, ss_states
+from .support import (
+    Background,
+    LoopNetem,
+    Tap,
+    is_fin,
+    kernel_info,
+    netem_available,
+    recv_all,
+    ss_states,
+)
 
 K4, S4 = "10.77.0.1", "10.77.0.2"
 K6, S6 = "fd77::1", "fd77::2"
@@ -588,4 +598,104 @@ def test_icmp_unreachable_is_parsed_counted_and_traced(host: NetHost) -> None:
     assert host.loop.ip.stats["icmp.unreachable.host_unreachable"] == 1
     # Not delivered to the connection (the core has no soft-error entry point yet).
     assert conn.state is State.SYN_SENT
+    host.loop.call(lambda now: conn.abort(now=now))
+
+
+# --------------------------------------------------------------------------- (7) netem
+
+NETEM = ["loss", "2%", "delay", "10ms", "5ms", "reorder", "25%", "50%"]
+NETEM_SIZE = 20 * MB
+
+
+@pytest.mark.parametrize("impairment", ["tc-netem", "loop-netem"])
+def test_bulk_both_ways_through_loss_delay_and_reordering(host: NetHost, impairment: str) -> None:
+    """20 MB each way with what the kernel sends lost (2%), delayed 10 ms ± 5 ms and
+    reordered. "tc-netem": a netem qdisc on the TUN inside the namespace (skipped when
+    the kernel has no sch_netem); "loop-netem": the same impairment applied at the loop
+    to the kernel's packets (LoopNetem), which runs everywhere."""
+    dev = host.netns.config.tun
+    emulated: LoopNetem | None = None
+    if impairment == "tc-netem":
+        if not netem_available(host.netns.name, dev):
+            pytest.skip("this kernel has no netem qdisc (sch_netem)")
+        host.netns.run(["tc", "qdisc", "add", "dev", dev, "root", "netem", *NETEM])
+        shown = host.netns.run(["tc", "qdisc", "show", "dev", dev]).stdout
+        assert "netem" in shown and "loss 2%" in shown
+    else:
+        emulated = LoopNetem(host.loop).install()
+    ours = random.Random(71).randbytes(NETEM_SIZE)
+    theirs = random.Random(72).randbytes(NETEM_SIZE)
+    apps = serve(host, 5060, lambda: Transfer(ours, close_when="eof"))
+    kernel = kernel_socket(host)
+    kernel.settimeout(60)
+    started = time.monotonic()
+    kernel.connect((S4, 5060))
+    count, digest = exchange(kernel, theirs)
+    kernel.close()
+    assert host.loop.wait_until(lambda: bool(apps) and apps[0].done, 60 * SECOND)
+    elapsed = time.monotonic() - started
+    app = apps[0]
+    assert (count, digest) == (NETEM_SIZE, sha(ours))  # tcpstack -> kernel
+    assert (app.received, app.digest_in) == (NETEM_SIZE, sha(theirs))  # kernel -> tcpstack
+    assert app.closed is CloseReason.NORMAL
+    assert accepted(host).state_history == [C, L, SR, E, CW, LA, C]
+    print(f"\n{impairment}: 20 MB each way in {elapsed:.1f} s; {emulated}")
+    if emulated is not None:
+        assert emulated.lost > 0 and emulated.immediate > 0 and emulated.delayed > 0
+    assert elapsed < 60
+
+
+# --------------------------------------------------------------------------- linger N
+
+LINGER_SECONDS = 2
+
+
+def test_kernel_linger_n_close_blocks_then_keeps_retransmitting_without_rst(
+    host: NetHost,
+) -> None:
+    """What Linux does with SO_LINGER {1, 2} when the peer never acknowledges.
+
+    tcpstack accepts, then none of its segments reach the kernel (dropped at the loop),
+    so the kernel's data and FIN stay unacknowledged. Finding: the kernel's blocking
+    close() returns after the 2 s linger time (without an error), and the connection
+    lives on as an orphan that keeps retransmitting its data and FIN: no RST. That is
+    what tcpstack's Config.linger documents for N > 0.
+    """
+    apps = serve(host, 5070, lambda: Transfer(close_when=None))
+    kernel = kernel_socket(host)
+    kernel.connect((S4, 5070))
+    conn = accepted(host)
+    assert host.loop.wait_until(lambda: conn.state is State.ESTABLISHED, WAIT)
+    tap = Tap(host.loop, drop_out=lambda d: True).install()  # tcpstack goes mute
+    payload = b"linger " * 1000
+    kernel.sendall(payload)
+    kernel.settimeout(None)  # a blocking socket, so close() may block
+    kernel.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, LINGER_SECONDS))
+    started = time.monotonic()
+    kernel.close()
+    blocked = time.monotonic() - started
+    returned_at = monotonic_us()  # the loop's clock, which stamps tap.seen
+    time.sleep(2.0)  # watch what the orphan does after close() returned
+    with host.loop.lock:
+        arrived = [s for s in tap.seen if not s.outgoing]
+    fins = [s for s in arrived if s.flags & Flag.FIN]
+    resets = [s for s in arrived if s.flags & Flag.RST]
+    after = [s for s in arrived if s.time >= returned_at]
+    print(
+        f"\nLinux SO_LINGER {{1, {LINGER_SECONDS}}}: close() blocked {blocked:.2f} s; "
+        f"{len(fins)} FINs, {len(resets)} RSTs; after close() returned: "
+        f"{[(s.segment.flags, len(s.segment.payload)) for s in after]}"
+    )
+    # close() blocked for the linger time (2 s), not less and not much more.
+    assert LINGER_SECONDS - 0.05 <= blocked < LINGER_SECONDS + 0.5
+    # No RST, ever: the connection closes "normally" in the background.
+    assert resets == []
+    # The FIN went out during close(); after close() returned the orphan went on
+    # retransmitting (data and/or FIN, by its backed-off RTO).
+    assert fins and fins[0].time < returned_at
+    assert after and all(not (s.flags & Flag.RST) for s in after)
+    # tcpstack received everything (its ACKs were dropped, not its input).
+    assert host.loop.wait_until(lambda: apps[0].eof, WAIT)
+    assert apps[0].received == len(payload)
+    assert conn.state is State.CLOSE_WAIT
     host.loop.call(lambda now: conn.abort(now=now))

@@ -2,6 +2,8 @@
 
     tcpstack netns up                 # namespace tcpstack-ns, TUN tcpstack0, 10.77.0.1 <-> .2
     tcpstack serve                    # echo 7, discard 9, chargen 19 on 10.77.0.2 (Ctrl-C)
+    tcpstack serve --http             # ... and an HTTP/1.1 server on port 80 (needs h11)
+    ip netns exec tcpstack-ns curl -v http://10.77.0.2/ http://10.77.0.2/
     ip netns exec tcpstack-ns nc 10.77.0.2 7      # in another terminal: the kernel's TCP
     ip netns exec tcpstack-ns nc -l 10.77.0.1 5000
     tcpstack connect 10.77.0.1 5000   # stdin -> connection -> stdout
@@ -24,6 +26,7 @@ from collections.abc import Callable
 from typing import Any, TextIO
 
 from tcpstack.core.connection import Connection
+from tcpstack.core.endpoint import Endpoint
 from tcpstack.core.events import CloseReason
 from tcpstack.core.state import State
 from tcpstack.core.trace import TraceKind, TraceRecord
@@ -137,8 +140,29 @@ def add_commands(commands: Any) -> None:
     serve.add_argument("--echo", type=int, default=7, metavar="PORT", help="0 = off")
     serve.add_argument("--discard", type=int, default=9, metavar="PORT", help="0 = off")
     serve.add_argument("--chargen", type=int, default=19, metavar="PORT", help="0 = off")
+    serve.add_argument(
+        "--http",
+        type=int,
+        nargs="?",
+        const=80,
+        default=0,
+        metavar="PORT",
+        help="also serve HTTP/1.1 with keep-alive (h11, the `net` extra) on PORT (80)",
+    )
     serve.add_argument("--duration", type=float, default=None, help="stop after SECONDS")
     serve.add_argument("-v", "--verbose", action="store_true", help="print every segment")
+    serve.add_argument(
+        "--ss",
+        action="store_true",
+        help="show a live `ss -tanoi`-like table of the stack (rich) while it serves",
+    )
+    serve.add_argument(
+        "--ss-interval",
+        type=float,
+        default=1.0,
+        metavar="SECONDS",
+        help="refresh interval of the --ss table (%(default)s)",
+    )
 
     connect = commands.add_parser(
         "connect",
@@ -168,7 +192,7 @@ def run_command(args: argparse.Namespace) -> int:
             return _serve(args, config)
         if args.command == "connect":
             return _connect(args, config)
-    except (NetnsError, ValueError, OSError) as error:
+    except (NetnsError, ValueError, OSError, ImportError) as error:
         print(f"tcpstack {args.command}: {error}", file=sys.stderr)
         return 1
     return 2
@@ -228,6 +252,15 @@ def _serve(args: argparse.Namespace, config: NetnsConfig) -> int:
                 endpoint.listen(port)
                 host.dispatcher.serve(endpoint, port, _factory(factory))
             print(f"{name:<8} on {', '.join(e.address for e in endpoints)} port {port}")
+        if args.http:
+            from tcpstack.net.http import HttpSite, http_factory
+
+            site = HttpSite()
+            for endpoint in endpoints:
+                endpoint.listen(args.http)
+                host.dispatcher.serve(endpoint, args.http, http_factory(site))
+            where = ", ".join(e.address for e in endpoints)
+            print(f"{'http':<8} on {where} port {args.http} (HTTP/1.1 keep-alive)")
         made = "created (deleted at exit)" if host.netns.owns_namespace else "attached"
         print(f"namespace {config.name} {made}; try:")
         print(f"  ip netns exec {config.name} nc {config.stack_ip} {args.echo or 7}")
@@ -237,12 +270,58 @@ def _serve(args: argparse.Namespace, config: NetnsConfig) -> int:
         def until() -> bool:
             return stop_at is not None and monotonic_us() >= stop_at
 
-        with contextlib.suppress(KeyboardInterrupt):
-            host.loop.run(until=until)
+        if args.ss:
+            _serve_with_ss(host, endpoints, tracer, until, args.ss_interval)
+        else:
+            with contextlib.suppress(KeyboardInterrupt):
+                host.loop.run(until=until)
         print(f"stats: {dict(sorted(host.loop.all_stats().items()))}", file=sys.stderr)
     finally:
         host.close()
     return 0
+
+
+def _serve_with_ss(
+    host: NetHost,
+    endpoints: list[Endpoint],
+    tracer: LiveTracer,
+    until: Callable[[], bool],
+    interval: float,
+) -> None:
+    """Run the loop in the foreground, redrawing the ss table every `interval` seconds.
+
+    The table is read in the loop's `until` check, which runs with the loop's lock
+    held, so every snapshot is of a consistent stack; the state-change lines go above
+    the table (rich.Live redirects stderr while it runs).
+    """
+    from rich.console import Console
+    from rich.live import Live
+
+    from tcpstack.viz.ss import render_endpoints
+
+    step = max(int(interval * 1e6), 10_000)
+    start = monotonic_us()
+    next_draw = start
+    live = Live(
+        render_endpoints(endpoints, start, start=start), console=Console(), auto_refresh=False
+    )
+
+    def check() -> bool:
+        nonlocal next_draw
+        now = monotonic_us()
+        if now >= next_draw:
+            live.update(render_endpoints(endpoints, now, start=start), refresh=True)
+            next_draw = now + step
+        return until()
+
+    with live:
+        out = tracer.out
+        tracer.out = sys.stderr  # rich's proxy: printed above the live table
+        try:
+            with contextlib.suppress(KeyboardInterrupt):
+                host.loop.run(until=check, poll=min(step, 100_000))
+        finally:
+            tracer.out = out
 
 
 def _connect(args: argparse.Namespace, config: NetnsConfig) -> int:

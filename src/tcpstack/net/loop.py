@@ -21,13 +21,17 @@ still see every segment as the core made it.
 Hooks for tests: `egress_filter(datagram, now) -> bool` and `ingress_filter(packet,
 now) -> bool` see every outgoing datagram / arriving packet and drop it by returning
 False (counted as "tx.filtered" / "rx.filtered"); `transmit()` sends a datagram
-later, e.g. one a filter held back.
+later, e.g. one a filter held back; `deliver_later(packet, at)` hands an arriving packet
+to the stack at loop time `at` (a filter that drops a packet and re-delivers it later
+delays it: netem's delay and reordering, emulated at the TUN).
 """
 
 from __future__ import annotations
 
 import contextlib
 import errno
+import heapq
+import itertools
 import logging
 import os
 import selectors
@@ -148,6 +152,9 @@ class NetLoop:
         self._stopping = False
         self._failure: BaseException | None = None
         self._closed = False
+        # Packets to deliver later: a heap of (due µs, serial, packet).
+        self._later: list[tuple[int, int, bytes]] = []
+        self._later_serial = itertools.count()
 
     # ------------------------------------------------------------------ Driver API
 
@@ -226,8 +233,24 @@ class NetLoop:
                     self._drain_wake()
                 else:
                     self._receive_batch(now)
+            self._deliver_due(now)
             self._run_timers(now)
             self._service(now)
+
+    def deliver_later(self, packet: bytes, at: int) -> None:
+        """Hand `packet` (as read from the device) to the stack at loop time `at`,
+        bypassing ingress_filter (counted as "rx.delayed")."""
+        with self.lock:
+            heapq.heappush(self._later, (at, next(self._later_serial), packet))
+            self.stats["rx.delayed"] += 1
+        if self._thread is not None and threading.current_thread() is not self._thread:
+            self._wake()
+
+    def _deliver_due(self, now: int) -> None:
+        later = self._later
+        while later and later[0][0] <= now:
+            _, _, packet = heapq.heappop(later)
+            self._deliver(packet, now)
 
     def run(self, until: Callable[[], bool] | None = None, *, poll: int = 100_000) -> None:
         """Run in the foreground until stop() (from another thread or a handler) or
@@ -299,6 +322,8 @@ class NetLoop:
         """Seconds until the earliest timer (or max_wait µs), None for no limit."""
         wait = max_wait
         now = self.clock()
+        if self._later and (wait is None or self._later[0][0] - now < wait):
+            wait = self._later[0][0] - now
         for endpoint in self._endpoint_list:
             deadline = endpoint.next_timer()
             if deadline is not None and (wait is None or deadline - now < wait):
@@ -340,6 +365,17 @@ class NetLoop:
                 device.write(result.packet)
             elif isinstance(result, IcmpError):
                 self._icmp_error(result, now)
+
+    def _deliver(self, packet: bytes, now: int) -> None:
+        """One packet to the stack (no ingress filter): TCP, ICMP echo or error."""
+        result = self.ip.classify(packet)
+        if type(result) is TcpPayload:
+            self.endpoints[result.dst].receive_bytes(result.src, result.dst, result.data, now=now)
+        elif isinstance(result, IcmpReply):
+            self.stats["tx.icmp"] += 1
+            self.device.write(result.packet)
+        elif isinstance(result, IcmpError):
+            self._icmp_error(result, now)
 
     def _icmp_error(self, error: IcmpError, now: int) -> None:
         """Report an ICMP error about one of our segments.

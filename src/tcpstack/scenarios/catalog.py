@@ -339,4 +339,4 @@ def close_wait_leak() -> ScenarioRun:
 
 # The later-life stories (keepalive, linger, half-close, heartbeats, NAT) register
 # themselves on import.
-from tcpstack.scenarios import lifecycle  # noqa: E402, F401
+from tcpstack.scenarios import http_keepalive, lifecycle  # noqa: E402, F401

@@ -554,6 +554,7 @@ class NatStory(Story):
         self.network.add_observer(self._observe)
         self.network.add_observer(self._watch_delivery)
         self._delivering: Datagram | None = None
+        self.announce()
 
     def _watch_delivery(self, record: NetRecord) -> None:
         if record.what is What.DELIVERED and record.dst == NAT_IP:

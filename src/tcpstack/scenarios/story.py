@@ -8,7 +8,8 @@ the run's trace into a ladder diagram and the state path of each connection.
 from __future__ import annotations
 
 import zlib
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 
 from tcpstack.core.config import Config
@@ -27,6 +28,21 @@ MS = 1_000
 SECOND = 1_000_000
 
 Reaction = Callable[[Connection, Event, int], None]
+
+# Told about every Story once its network is built (see watch_stories).
+_WATCHERS: list[Callable[[Story], None]] = []
+
+
+@contextmanager
+def watch_stories(watcher: Callable[[Story], None]) -> Iterator[None]:
+    """While in the block, call watcher(story) for each Story built, once its network
+    exists (a subclass that replaces the network announces again). `tcpstack ss --at`
+    uses it to add a node to a scenario's network that stops the clock to look."""
+    _WATCHERS.append(watcher)
+    try:
+        yield
+    finally:
+        _WATCHERS.remove(watcher)
 
 
 def simulation_isn(four_tuple: FourTuple, now: int) -> int:
@@ -132,6 +148,12 @@ class Story:
         self.net_positions: list[int] = []
         self.network.add_observer(self._observe)
         self.notes: list[tuple[int, int, str]] = []  # (time, side, text)
+        self.announce()
+
+    def announce(self) -> None:
+        """Tell the watchers of watch_stories() that this story's network is ready."""
+        for watcher in list(_WATCHERS):
+            watcher(self)
 
     # -- scripting -----------------------------------------------------------------
 
@@ -218,4 +240,5 @@ __all__ = [
     "Story",
     "path_names",
     "simulation_isn",
+    "watch_stories",
 ]
