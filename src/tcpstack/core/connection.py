@@ -1502,15 +1502,25 @@ class Connection:
         while True:
             offset = seq_sub(self.snd_nxt, self._send_buffer_seq)
             available = len(buffer) - offset if offset <= len(buffer) else 0
+            if self.sack_enabled and self._scoreboard.sacked and seq_lt(self.snd_nxt, self.snd_max):
+                # Going back over the flight after a timeout: never resend what the peer
+                # has SACKed (RFC 6675 5.1), and stop each segment at the next SACKed byte.
+                skip_to, limit = self._skip_sacked(self.snd_nxt)
+                if skip_to != self.snd_nxt:
+                    self.snd_nxt = skip_to
+                    continue
+                available = min(available, limit)
             in_flight = seq_sub(self.snd_nxt, self.snd_una)
-            pipe = in_flight - self._scoreboard.sacked if self.sack_enabled else in_flight
-            allowed = min(self.snd_wnd, cc.cwnd) - pipe
+            pipe = in_flight - self._sacked_below_snd_nxt() if self.sack_enabled else in_flight
+            # SACKed bytes leave the network (RFC 6675 pipe, against cwnd) but still sit
+            # in the peer's buffer: the receive window counts them (RFC 9293 3.8.6).
+            allowed = min(self.snd_wnd - in_flight, cc.cwnd - pipe)
             size = min(available, allowed, mss)
             send_fin = (
                 self._fin_queued
                 and size == available
                 and self._fin_seq is not None
-                and seq_le(seq_add(self.snd_nxt, size), self._fin_seq)
+                and seq_add(self.snd_nxt, max(size, 0)) == self._fin_seq
             )
             if size <= 0 and not send_fin:
                 break
@@ -1571,6 +1581,27 @@ class Connection:
             self.total_retransmissions += 1
             self._rtx_high = start + size
 
+    def _skip_sacked(self, seq: int) -> tuple[int, int]:
+        """From `seq` (below SND.MAX): the first sequence number at or after it that is not
+        SACKed, and how many bytes from there run until the next SACKed byte."""
+        base = self._send_offset
+        start = base + seq_sub(seq, self.snd_una)
+        end = base + seq_sub(self.snd_max, self.snd_una)
+        hole = self._scoreboard.next_hole(start, end)
+        if hole is None:
+            return self.snd_max, 0
+        return seq_add(self.snd_una, hole[0] - base), hole[1] - hole[0]
+
+    def _sacked_below_snd_nxt(self) -> int:
+        """SACKed bytes between SND.UNA and SND.NXT. After a timeout SND.NXT goes back
+        to SND.UNA while the peer may still SACK data above it; those bytes are not in
+        flight and must not shrink the pipe below zero."""
+        board = self._scoreboard
+        if not board.sacked:
+            return 0
+        nxt = self._send_offset + seq_sub(self.snd_nxt, self.snd_una)
+        return board.sacked - board.sacked_above(nxt)
+
     def _pipe(self) -> int:
         """RFC 6675 SetPipe, simplified: bytes in flight that are neither SACKed nor
         judged lost and not yet resent."""
@@ -1607,7 +1638,13 @@ class Connection:
             return
         self._rtt_timed_seq = None  # Karn's rule
         self.total_retransmissions += 1
-        self._emit_data(self.snd_una, size, now)
+        seg = self._emit_data(self.snd_una, size, now)
+        if seq_gt(seg.end_seq, self.snd_max):
+            # A probe into a closed window may carry bytes never sent before: they are
+            # sent now, and an ACK of them must be acceptable (3.10.7.4).
+            self.snd_max = seg.end_seq
+            if seq_gt(seg.end_seq, self.snd_nxt):
+                self.snd_nxt = seg.end_seq
 
     def _emit_data(self, seq: int, size: int, now: int) -> Segment:
         """Emit `size` bytes of the send buffer starting at `seq`, with FIN when the
@@ -1652,11 +1689,16 @@ class Connection:
 
     def _send_ack(self, now: int) -> None:
         """<SEQ=SND.NXT><ACK=RCV.NXT><CTL=ACK> (RFC 9293 3.10.7.4), with SACK blocks
-        describing held out-of-order data when SACK was agreed (RFC 2018 4)."""
+        describing held out-of-order data when SACK was agreed (RFC 2018 4).
+
+        While retransmitting, SND.NXT has gone back below SND.MAX; a bare ACK then
+        carries SND.MAX, as BSD's tcp_output does, so that the peer (whose RCV.NXT may
+        already be past our SND.NXT) finds it acceptable and reads its ACK field.
+        """
         seg = Segment(
             self.local_port,
             self.remote_port,
-            self.snd_nxt,
+            self.snd_max if self._syn_acked else self.snd_nxt,
             self.rcv_nxt,
             Flag.ACK,
             self._window_field(update=True),
