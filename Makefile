@@ -6,7 +6,7 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: run test install lint typecheck pytest clean
+.PHONY: run test install lint typecheck pytest clean system-deps
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -31,6 +31,11 @@ pytest: $(STAMP)
 
 test: lint typecheck pytest
 
+# Debian packages for the tests that use real parts (TUN interop, tshark, graphviz,
+# headless Chromium); needs root. Without them those tests skip and say why.
+system-deps:
+	bash scripts/install-system-deps.sh
+
 clean:
 	rm -rf $(VENV) build *.egg-info src/*.egg-info .mypy_cache .pytest_cache .ruff_cache
 
@@ -40,3 +45,9 @@ BENCH_ARGS ?=
 .PHONY: bench
 bench: $(STAMP)
 	$(BIN)/python -m tcpstack.benchmarks --json out/bench.json $(BENCH_ARGS)
+
+# Goodput over a lossy 100 Mbit/s path (virtual time; takes minutes, so not in `bench`).
+# Options: make bench-lossy BENCH_ARGS="--lossy-bytes 10M --lossy-loss 0 2".
+.PHONY: bench-lossy
+bench-lossy: $(STAMP)
+	$(BIN)/python -m tcpstack.benchmarks --only lossy --json out/bench-lossy.json $(BENCH_ARGS)

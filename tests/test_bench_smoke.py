@@ -37,6 +37,13 @@ SMALL = [
     "2",
     "--syn-burst",
     "10",
+    "--memory-connections",
+    "10",
+    "--memory-time-wait",
+    "10",
+    "--no-memory-rss",
+    "--timer-cases",
+    "10@600",
     "--no-warmup",
 ]
 
@@ -59,7 +66,14 @@ def report(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
 def test_document_names_its_schema_and_all_benchmarks(report: dict[str, Any]) -> None:
     assert report["schema"] == JSON_SCHEMA
     assert report["repetitions"] == 2
-    assert set(report["benchmarks"]) == {"floor", "bulk", "cycles", "accept"}
+    assert set(report["benchmarks"]) == {
+        "floor",
+        "bulk",
+        "cycles",
+        "accept",
+        "memory",
+        "timers",
+    }
     assert report["environment"]["python"]
 
 

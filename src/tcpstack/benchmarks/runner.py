@@ -3,6 +3,10 @@
     python -m tcpstack.benchmarks                 # everything, quick defaults
     python -m tcpstack.benchmarks --only bulk --bulk-bytes 100M --json out/bench.json
     python -m tcpstack.benchmarks --only profile      # cProfile one bulk transfer only
+    python -m tcpstack.benchmarks --only lossy        # goodput over a lossy path (minutes)
+    python -m tcpstack.benchmarks --only memory --memory-connections 100k --memory-time-wait 1M
+    python -m tcpstack.benchmarks --only timers --timer-cases 10k 100k 1M 10k@600
+    python -m tcpstack.benchmarks --only bulk --plot docs/img   # README figure(s)
 
 Tables go to stdout; `--json FILE` writes every figure (medians, spreads, samples) as
 one JSON document ('-' for stdout, after the tables).
@@ -23,11 +27,16 @@ from tcpstack.benchmarks._report import MIN_REPETITIONS
 from tcpstack.benchmarks.bulk import DEFAULT_BUFFER, DEFAULT_MSS, profile_bulk, run_bulk
 from tcpstack.benchmarks.cycles import connection_table, run_accept, run_cycles
 from tcpstack.benchmarks.floor import run_floor
+from tcpstack.benchmarks.lossy import DEFAULT_LOSSES, DEFAULT_TOTAL, run_lossy
+from tcpstack.benchmarks.memory import DEFAULT_CHUNK, run_memory
+from tcpstack.benchmarks.plot import plot_results
+from tcpstack.benchmarks.timers import DEFAULT_CASES, parse_case, run_timers
 
 __all__ = ["BENCHMARKS", "JSON_SCHEMA", "build_parser", "parse_size", "run_benchmarks"]
 
-BENCHMARKS = ("floor", "bulk", "cycles", "accept")
-_CHOICES = (*BENCHMARKS, "profile")
+BENCHMARKS = ("floor", "bulk", "cycles", "accept", "memory", "timers")
+# Opt-in only (--only): "lossy" runs for minutes, "profile" prints a cProfile listing.
+_CHOICES = (*BENCHMARKS, "lossy", "profile")
 JSON_SCHEMA = "tcpstack-bench/1"
 
 _UNITS = {"": 1, "K": 1_000, "M": 1_000_000, "G": 1_000_000_000, "KI": 1024, "MI": 1 << 20}
@@ -60,6 +69,23 @@ def _positive(text: str) -> int:
     return value
 
 
+def _percent(text: str) -> float:
+    try:
+        value = float(text.rstrip("%"))
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a percentage: {text!r}") from None
+    if not 0 <= value <= 100:
+        raise argparse.ArgumentTypeError(f"must be within 0..100: {text!r}")
+    return value
+
+
+def _timer_case(text: str) -> tuple[int, int]:
+    try:
+        return parse_case(text)
+    except ValueError as error:
+        raise argparse.ArgumentTypeError(f"not a timer case (N or N@IDLE_S): {error}") from None
+
+
 def _names(text: str) -> list[str]:
     names = [name.strip() for name in text.split(",") if name.strip()]
     unknown = [name for name in names if name not in _CHOICES]
@@ -83,7 +109,7 @@ def build_parser() -> argparse.ArgumentParser:
         type=_names,
         default=list(BENCHMARKS),
         metavar="NAMES",
-        help=f"comma-separated subset of {','.join(_CHOICES)} (default: all but profile)",
+        help=f"comma-separated subset of {','.join(_CHOICES)} (default: all but lossy and profile)",
     )
     parser.add_argument(
         "-r", "--repetitions", type=_positive, default=MIN_REPETITIONS, help="default: %(default)s"
@@ -135,6 +161,79 @@ def build_parser() -> argparse.ArgumentParser:
         help="SYNs in the accept burst (default: %(default)s)",
     )
     parser.add_argument(
+        "--lossy-bytes",
+        type=parse_size,
+        default=DEFAULT_TOTAL,
+        metavar="SIZE",
+        help="bytes of each lossy-path transfer (default: 100M)",
+    )
+    parser.add_argument(
+        "--lossy-loss",
+        type=_percent,
+        nargs="+",
+        default=[100 * loss for loss in DEFAULT_LOSSES],
+        metavar="PERCENT",
+        help="random loss rates of the lossy benchmark, in percent (default: 0 1 5)",
+    )
+    parser.add_argument(
+        "--lossy-seed",
+        type=int,
+        default=1,
+        help="network seed of the lossy benchmark (default: %(default)s)",
+    )
+    parser.add_argument(
+        "--lossy-wire",
+        action="store_true",
+        help="run the lossy benchmark on the wire path (same virtual figures, slower)",
+    )
+    parser.add_argument(
+        "--memory-connections",
+        type=parse_size,
+        default=20_000,
+        metavar="N",
+        help="idle ESTABLISHED connections of the memory benchmark, e.g. 100K (default: 20K)",
+    )
+    parser.add_argument(
+        "--memory-time-wait",
+        type=parse_size,
+        default=20_000,
+        metavar="N",
+        help="TIME_WAIT entries of the memory benchmark, e.g. 1M (default: 20K)",
+    )
+    parser.add_argument(
+        "--memory-chunk",
+        type=parse_size,
+        default=DEFAULT_CHUNK,
+        metavar="N",
+        help="connections live at once while filling TIME_WAIT (default: 100K)",
+    )
+    parser.add_argument(
+        "--no-memory-rss",
+        action="store_true",
+        help="skip the memory benchmark's RSS child process (tracemalloc figures only)",
+    )
+    parser.add_argument(
+        "--timer-cases",
+        type=_timer_case,
+        nargs="+",
+        default=list(DEFAULT_CASES),
+        metavar="N[@IDLE_S]",
+        help="connections and keepalive idle seconds of the timer benchmark, e.g. 1M or "
+        "10k@600 (default: 10k@7200 100k@7200 10k@600)",
+    )
+    parser.add_argument(
+        "--plot",
+        metavar="DIR",
+        help="write README plots (PNG) to DIR: goodput vs MSS from the bulk benchmark, "
+        "goodput vs loss from the lossy one (this run's, else --plot-lossy FILE)",
+    )
+    parser.add_argument(
+        "--plot-lossy",
+        metavar="FILE",
+        help="JSON of an earlier lossy run (make bench-lossy writes out/bench-lossy.json) "
+        "for --plot when lossy does not run now",
+    )
+    parser.add_argument(
         "--no-warmup",
         action="store_true",
         help="skip the untimed warm-up transfers of the bulk benchmark",
@@ -175,11 +274,16 @@ def run_benchmarks(argv: Sequence[str] | None = None) -> int:
     chosen: list[str] = args.only
     repetitions: int = args.repetitions
     env = _environment()
+    repeated = [name for name in chosen if name != "lossy"]
     print(
         f"tcpstack benchmarks: {env['implementation']} {env['python']} on {env['platform']}; "
-        f"every figure is the median of {repetitions} repetitions"
+        + (
+            f"every figure is the median of {repetitions} repetitions"
+            if repeated
+            else "lossy: one run per case (simulated, virtual time)"
+        )
     )
-    if repetitions < MIN_REPETITIONS:
+    if repeated and repetitions < MIN_REPETITIONS:
         print(f"warning: fewer than {MIN_REPETITIONS} repetitions: figures are not reliable")
     document: dict[str, Any] = {
         "schema": JSON_SCHEMA,
@@ -213,6 +317,33 @@ def run_benchmarks(argv: Sequence[str] | None = None) -> int:
             results["accept"] = accept.to_json()
         if cycles is not None or accept is not None:
             _show(connection_table(cycles, accept).render())
+        if "lossy" in chosen:
+            lossy = run_lossy(
+                total=args.lossy_bytes,
+                losses=[percent / 100 for percent in args.lossy_loss],
+                seed=args.lossy_seed,
+                wire=args.lossy_wire,
+            )
+            results["lossy"] = lossy.to_json()
+            _show(lossy.table().render())
+        if "memory" in chosen:
+            memory = run_memory(
+                args.memory_connections,
+                args.memory_time_wait,
+                chunk=args.memory_chunk,
+                rss=not args.no_memory_rss,
+            )
+            results["memory"] = memory.to_json()
+            _show(memory.table().render())
+        if "timers" in chosen:
+            timers = run_timers(args.timer_cases, repetitions)
+            results["timers"] = timers.to_json()
+            _show(timers.table().render())
+        if args.plot:
+            print()
+            lossy_json = Path(args.plot_lossy) if args.plot_lossy else None
+            for line in plot_results(results, Path(args.plot), lossy_json):
+                print(line)
         if args.profile or "profile" in chosen:
             _show(profile_bulk(total=args.bulk_bytes, top=args.profile_top).rstrip())
     except RuntimeError as error:
