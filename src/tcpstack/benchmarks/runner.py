@@ -293,12 +293,36 @@ def run_benchmarks(argv: Sequence[str] | None = None) -> int:
     }
     results: dict[str, Any] = document["benchmarks"]
     started = time.perf_counter()
+    # A progress bar on standard error while the (long) benchmarks run; only on a
+    # terminal, and transient, so tables and JSON on standard output stay clean.
+    from rich.console import Console
+    from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
+
+    progress = Progress(
+        TextColumn("[bold]{task.description}"),
+        BarColumn(),
+        TextColumn("{task.completed}/{task.total}"),
+        TimeElapsedColumn(),
+        console=Console(stderr=True),
+        transient=True,
+        disable=not sys.stderr.isatty(),
+    )
+    task = progress.add_task("benchmarks", total=len(chosen))
+
+    def step(name: str) -> bool:
+        """Mark the benchmark `name` as running; True if it was chosen."""
+        if name not in chosen:
+            return False
+        progress.update(task, description=f"benchmark: {name}", completed=chosen.index(name))
+        return True
+
     try:
-        if "floor" in chosen:
+        progress.start()
+        if step("floor"):
             floor = run_floor(args.floor_segments, repetitions, max(args.floor_segments // 2, 1))
             results["floor"] = floor.to_json()
             _show(floor.table().render())
-        if "bulk" in chosen:
+        if step("bulk"):
             bulk = run_bulk(
                 total=args.bulk_bytes,
                 mss_values=args.bulk_mss,
@@ -309,15 +333,15 @@ def run_benchmarks(argv: Sequence[str] | None = None) -> int:
             )
             results["bulk"] = bulk.to_json()
             _show(bulk.table().render())
-        cycles = run_cycles(args.cycles, repetitions) if "cycles" in chosen else None
-        accept = run_accept(args.syn_burst, repetitions) if "accept" in chosen else None
+        cycles = run_cycles(args.cycles, repetitions) if step("cycles") else None
+        accept = run_accept(args.syn_burst, repetitions) if step("accept") else None
         if cycles is not None:
             results["cycles"] = cycles.to_json()
         if accept is not None:
             results["accept"] = accept.to_json()
         if cycles is not None or accept is not None:
             _show(connection_table(cycles, accept).render())
-        if "lossy" in chosen:
+        if step("lossy"):
             lossy = run_lossy(
                 total=args.lossy_bytes,
                 losses=[percent / 100 for percent in args.lossy_loss],
@@ -326,7 +350,7 @@ def run_benchmarks(argv: Sequence[str] | None = None) -> int:
             )
             results["lossy"] = lossy.to_json()
             _show(lossy.table().render())
-        if "memory" in chosen:
+        if step("memory"):
             memory = run_memory(
                 args.memory_connections,
                 args.memory_time_wait,
@@ -335,7 +359,7 @@ def run_benchmarks(argv: Sequence[str] | None = None) -> int:
             )
             results["memory"] = memory.to_json()
             _show(memory.table().render())
-        if "timers" in chosen:
+        if step("timers"):
             timers = run_timers(args.timer_cases, repetitions)
             results["timers"] = timers.to_json()
             _show(timers.table().render())
@@ -347,8 +371,11 @@ def run_benchmarks(argv: Sequence[str] | None = None) -> int:
         if args.profile or "profile" in chosen:
             _show(profile_bulk(total=args.bulk_bytes, top=args.profile_top).rstrip())
     except RuntimeError as error:
+        progress.stop()
         print(f"tcpstack bench: {error}", file=sys.stderr)
         return 1
+    progress.update(task, completed=len(chosen))
+    progress.stop()
     document["seconds"] = time.perf_counter() - started
     print(f"\n(all benchmarks: {document['seconds']:.1f} s of wall time)")
     if args.json:
