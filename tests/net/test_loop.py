@@ -12,9 +12,9 @@ import pytest
 from tcpstack.core.config import SECOND
 from tcpstack.core.endpoint import Endpoint
 from tcpstack.core.events import CloseReason
+from tcpstack.core.isn import KeyedIsnGenerator
 from tcpstack.core.state import State
 from tcpstack.net.apps import Chargen, Dispatcher, Echo, Transfer, chargen_block
-from tcpstack.net.isn import Rfc6528Isn
 from tcpstack.net.loop import LoopStopped, NetLoop
 from tcpstack.net.packet import ICMP, decode_ip, encode_ipv4
 
@@ -52,8 +52,12 @@ def pair() -> Iterator[tuple[NetLoop, NetLoop]]:
     for sock in (left, right):
         sock.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, 4 << 20)
         sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4 << 20)
-    loop_a = NetLoop(PairDevice(left), Endpoint(A, isn_generator=Rfc6528Isn()))
-    loop_b = NetLoop(PairDevice(right), Endpoint(B, isn_generator=Rfc6528Isn()))
+    loop_a = NetLoop(
+        PairDevice(left), Endpoint(A, isn_generator=KeyedIsnGenerator(bytes(range(16))))
+    )
+    loop_b = NetLoop(
+        PairDevice(right), Endpoint(B, isn_generator=KeyedIsnGenerator(bytes(range(16))))
+    )
     loop_a.handlers.append(Dispatcher())
     loop_b.handlers.append(Dispatcher())
     try:

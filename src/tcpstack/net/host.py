@@ -11,11 +11,13 @@ The Endpoints get an RFC 6528 ISN generator and an MSS that fits the TUN's MTU.
 
 from __future__ import annotations
 
+import secrets
+
 from tcpstack.core.config import Config
 from tcpstack.core.endpoint import Endpoint
+from tcpstack.core.isn import KeyedIsnGenerator
 from tcpstack.core.trace import Tracer
 from tcpstack.net.apps import Dispatcher
-from tcpstack.net.isn import Rfc6528Isn
 from tcpstack.net.loop import NetLoop
 from tcpstack.net.netns import DEFAULT, Netns, NetnsConfig
 
@@ -39,7 +41,8 @@ class NetHost:
         self.netns = netns
         base = config if config is not None else Config()
         mtu = netns.config.mtu
-        isn = Rfc6528Isn()
+        # RFC 6528 ISNs: the core computes them, the driver supplies the secret.
+        isn = KeyedIsnGenerator(secrets.token_bytes(16))
         self.endpoint = Endpoint(
             netns.config.stack_ip,
             isn_generator=isn,
