@@ -40,7 +40,9 @@ The default run sweeps DEFAULT_SEEDS (2,000 seeds, payloads up to 40 kB, log-uni
 most are small); `-m slow` sweeps SLOW_SEEDS (20,000 more, payloads up to 200 kB) in
 items of SLOW_BATCH seeds, each failing with every failed seed of its batch.
 
-The tests at the end reproduce, each on its own, the stack bugs this sweep found.
+After the sweep: a few hand-made runs (a clean link, a jittery lossless one, and the
+determinism check: same seed, same trace byte for byte), then the tests that reproduce,
+each on its own, the stack bugs this sweep found.
 """
 
 from __future__ import annotations
@@ -63,7 +65,7 @@ from tcpstack.core.endpoint import Endpoint
 from tcpstack.core.events import Closed, CloseReason, EndOfStream
 from tcpstack.core.segment import Datagram, Flag, Options, Segment
 from tcpstack.core.state import TRANSITIONS, State
-from tcpstack.core.trace import TraceKind, TraceRecord
+from tcpstack.core.trace import TraceCollector, TraceKind, Tracer, TraceRecord
 from tcpstack.scenarios.story import simulation_isn
 from tcpstack.sim import LinkParams, NetRecord, Network, Verdict, What, drop_nth
 from tests.core.harness import ACK, MSS_OPTION, REMOTE_ISS, SYN, Harness
@@ -419,12 +421,19 @@ class Outcome:
         return {"client": self.client.closed, "server": self.server.closed}
 
 
-def run(case: Case, *, observer: Callable[[NetRecord], None] | None = None) -> Outcome:
+def run(
+    case: Case,
+    *,
+    observer: Callable[[NetRecord], None] | None = None,
+    tracer: Tracer | None = None,
+) -> Outcome:
     changes: list[tuple[str, str, str]] = []
 
     def trace(record: TraceRecord) -> None:
         if record.kind == TraceKind.STATE:
             changes.append((record.conn, record.data["from"], record.data["to"]))
+        if tracer is not None:
+            tracer(record)
 
     network = Network(seed=case.seed, wire=case.wire)
     if observer is not None:
@@ -716,6 +725,95 @@ def test_transfer_properties_long_sweep(first: int) -> None:
         except AssertionError as error:
             failures.append(f"--- {error}")
     assert not failures, f"{len(failures)} of {SLOW_BATCH} seeds failed:\n" + "\n".join(failures)
+
+
+# ------------------------------------------------------------------ hand-made cases
+
+
+def fixed_case(seed: int, link: LinkParams, upload: bytes, download: bytes) -> Case:
+    """One run drawn by hand: default configs, the same link both ways, wire mode, and
+    applications that write, read and close as soon as they can."""
+
+    def eager(size: int) -> Behaviour:
+        return Behaviour(size, None, 0, None, 0, False)
+
+    return Case(
+        seed=seed,
+        up=link,
+        down=link,
+        wire=True,
+        client_config=Config(),
+        server_config=Config(),
+        client=eager(len(upload)),
+        server=eager(len(download)),
+        upload=upload,
+        download=download,
+    )
+
+
+def test_clean_link_delivers_both_ways_and_closes_normally() -> None:
+    upload, download = bytes(range(256)) * 700, b"reply" * 1000
+    outcome = run(fixed_case(0, LinkParams(delay=5 * MS), upload, download))
+    check(outcome)
+    assert outcome.reasons == {"client": [CloseReason.NORMAL], "server": [CloseReason.NORMAL]}
+    assert bytes(outcome.server.received) == upload
+    assert bytes(outcome.client.received) == download
+    client, server = outcome.client.conn, outcome.server.conn
+    assert client is not None and server is not None
+    # Both applications write everything at once and shut down at once, so both FINs
+    # are sent before either is acknowledged: a simultaneous close (RFC 9293 3.6). The
+    # client's FIN sits behind 179 kB of data, so the server's FIN reaches it first, in
+    # FIN_WAIT_1 -> CLOSING; the server has its FIN acknowledged before the client's
+    # arrives -> FIN_WAIT_2. Both ends then wait in TIME_WAIT.
+    assert client.state_history == [
+        State.CLOSED,
+        State.SYN_SENT,
+        State.ESTABLISHED,
+        State.FIN_WAIT_1,
+        State.CLOSING,
+        State.TIME_WAIT,
+        State.CLOSED,
+    ]
+    assert server.state_history == [
+        State.CLOSED,
+        State.LISTEN,
+        State.SYN_RECEIVED,
+        State.ESTABLISHED,
+        State.FIN_WAIT_1,
+        State.FIN_WAIT_2,
+        State.TIME_WAIT,
+        State.CLOSED,
+    ]
+
+
+def test_jittery_lossless_link_is_fast() -> None:
+    # No loss at all, 0.1 ms of jitter, so back-to-back segments overtake each other.
+    # Reassembly keeps the early ones; without it this took 69 virtual minutes.
+    link = LinkParams(delay=10 * MS, jitter=100)
+    outcome = run(fixed_case(1, link, bytes(100_000), b""))
+    check(outcome)
+    assert outcome.reasons == {"client": [CloseReason.NORMAL], "server": [CloseReason.NORMAL]}
+    assert outcome.finished_at <= 5 * MINUTE
+
+
+LOSSY = LinkParams(delay=10 * MS, jitter=2 * MS, loss=0.1, duplicate=0.02, reorder=0.05)
+
+
+def traced_run(seed: int) -> str:
+    payload = random.Random(7).randbytes(30_000)
+    trace = TraceCollector()
+    check(run(fixed_case(seed, LOSSY, payload, payload[:5_000]), tracer=trace))
+    return trace.to_jsonl()
+
+
+def test_same_seed_same_trace_byte_for_byte() -> None:
+    first = traced_run(11)
+    assert first == traced_run(11)
+    assert '"segment_out"' in first and '"retransmit"' in first  # loss was exercised
+
+
+def test_different_seed_different_trace_under_loss() -> None:
+    assert traced_run(11) != traced_run(12)
 
 
 # ------------------------------------------------------------------ found by the sweep

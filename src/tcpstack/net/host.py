@@ -75,12 +75,7 @@ class NetHost:
         offload: bool = False,
     ) -> NetHost:
         """A fresh namespace (deleted again by close()); offload: see TunDevice.open."""
-        netns = Netns.create(netns_config, offload=offload)
-        try:
-            return cls(netns, config=config, tracer=tracer)
-        except BaseException:
-            netns.close()
-            raise
+        return cls._around(Netns.create(netns_config, offload=offload), config, tracer)
 
     @classmethod
     def open(
@@ -92,7 +87,11 @@ class NetHost:
         offload: bool = False,
     ) -> NetHost:
         """Attach to `tcpstack netns up`'s namespace if it exists, else create one."""
-        netns = Netns.open(netns_config, offload=offload)
+        return cls._around(Netns.open(netns_config, offload=offload), config, tracer)
+
+    @classmethod
+    def _around(cls, netns: Netns, config: Config | None, tracer: Tracer | None) -> NetHost:
+        """A host on `netns`; the namespace is released again if building the host fails."""
         try:
             return cls(netns, config=config, tracer=tracer)
         except BaseException:
