@@ -3,10 +3,11 @@
 # TUN in network namespaces (iproute2, netem from iproute2's tc), pcap checks (tshark),
 # state diagrams (graphviz), the HTML report in a headless browser (chromium and
 # chromium-driver, with a CJK font for the seed's Chinese quotes), and real HTTP clients
-# for interop (curl, ab, wrk).
+# for interop (curl, ab, wrk), and the tools the README uses by hand (nc, ping).
 # Idempotent: installs only what is missing. Needs root (every machine here is).
 set -euo pipefail
-packages=(iproute2 tshark graphviz chromium chromium-driver curl apache2-utils wrk procps fonts-noto-cjk)
+packages=(iproute2 tshark graphviz chromium chromium-driver curl apache2-utils wrk procps
+    fonts-noto-cjk netcat-openbsd iputils-ping)
 missing=()
 for package in "${packages[@]}"; do
     dpkg-query -W -f='${Status}' "$package" 2>/dev/null | grep -q "install ok installed" \
