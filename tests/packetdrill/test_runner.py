@@ -117,7 +117,7 @@ def test_poll_nonblocking_and_readv_writev() -> None:
 +0   setsockopt(4, IPPROTO_TCP, TCP_MAXSEG, [1000], 4) = 0
 +0   setsockopt(4, SOL_SOCKET, SO_RCVBUF, [100000], 4) = 0
 +0   setsockopt(4, SOL_SOCKET, SO_SNDBUF, [100000], 4) = 0
-+0.1 < . 1:1(0) ack 13 win 65535
++0.1 < . 21:21(0) ack 13 win 65535
 """
     )
     result = run(script)
@@ -253,11 +253,22 @@ def test_wrong_getsockopt_value() -> None:
         ("`sysctl -q net.ipv4.tcp_timestamps=0`", "backticks"),
         ("+0 < [ect0] S 0:0(0) win 65535", "packet syntax"),
         ("+0 < S 0:0(0) win 65535 <md5 abc>", "TCP option"),
-        ("+0 sendmsg(3, ..., 0) = 10", "system call sendmsg()"),
-        ("+0 sendmsg(3, {msg_name(...)=...}, 0) = 10", "msg_name"),
+        ("+0 epoll_create(1) = 4", "system call epoll_create()"),
+        ("+0 sendmsg(3, {msg_iov(1)=[{..., 1}], msg_control=[1]}, 0) = 1", "msg_control"),
         ("+0 socket(AF_INET6, SOCK_STREAM, IPPROTO_TCP) = 5", "socket domain AF_INET6"),
         ("+0 setsockopt(3, IPPROTO_TCP, TCP_FASTOPEN_WEIRD, [1], 4) = 0", "TCP_FASTOPEN_WEIRD"),
         ("--tolerance_usecs=10000", "option"),
+        ("--ip_version=ipv6", "option --ip_version=ipv6"),
+        ("+0 epoll_ctl(4, EPOLL_CTL_ADD, 3, {events=EPOLLIN, fd=3}) = 0", "epoll_ctl()"),
+        ("+0 epoll_wait(4, {events=EPOLLIN, fd=3}, 1, 0) = 1", "epoll_wait()"),
+        ("+0 getsockopt(3, SOL_TCP, TCP_INFO, {tcpi_state=1}, 104) = 0", "TCP_INFO"),
+        ('+0 setsockopt(3, SOL_TCP, TCP_CONGESTION, "cubic", 5) = 0', "TCP_CONGESTION"),
+        ("+0 setsockopt(3, SOL_TCP, TCP_CONGESTION, [1], 4) = 0", "TCP_CONGESTION"),
+        ("+0 getsockopt(3, SOL_TCP, TCP_CONGESTION, [0], [4]) = 0", "TCP_CONGESTION"),
+        ("+0 setsockopt(3, IPPROTO_IPV6, IPV6_V6ONLY, [1], 4) = 0", "IPV6_V6ONLY"),
+        ("+0 connect(3, {sin6_port=8080}, 28) = 0", "connect() address"),
+        ("+0 < S 0:0(0) win 65535 <mss 1460> [flowlabel 0x1]", "packet"),
+        ("+0 > (tos 0x2) S 0:0(0) <...>", "packet syntax"),
     ],
 )
 def test_unsupported_constructs_fail_with_line(line: str, what: str) -> None:
@@ -350,3 +361,106 @@ TIMESTAMPS = """\
 def test_timestamps_val_ignored_ecr_checked() -> None:
     assert run(TIMESTAMPS).ok, run(TIMESTAMPS).describe()
     fails_at(TIMESTAMPS.replace("ecr 400>", "ecr 300>"), 12, "ecr 400", "ecr 300")
+
+
+# ------------------------------------------------------------------ several connections
+
+TWO_PASSIVE = """\
+0     socket(..., SOCK_STREAM, IPPROTO_TCP) = 3
++0    bind(3, ..., ...) = 0
++0    listen(3, 2) = 0
++0    < @40001 S 0:0(0) win 65535 <mss 1460>
++0    > @40001 S. 0:0(0) ack 1 win 65535 <mss 1460>
++0    < @40002 S 0:0(0) win 65535 <mss 1460>
++0    > @40002 S. 0:0(0) ack 1 win 65535 <mss 1460>
++0.1  < @40002 . 1:1(0) ack 1 win 65535
++0    < @40001 . 1:1(0) ack 1 win 65535
++0    accept(3, ..., ...) = 4
++0    accept(3, ..., ...) = 5
++0    write(4, ..., 10) = 10
++0    > @40002 P. 1:11(10) ack 1
++0    write(5, ..., 20) = 20
++0    > @40001 P. 1:21(20) ack 1
++0.1  < @40001 F. 1:1(0) ack 21 win 65535
++0.04 > @40001 . 21:21(0) ack 2
++0    read(5, ..., 10) = 0
++0    < @40002 . 1:1(0) ack 11 win 65535
+"""  # 19 lines
+
+
+def test_accept_returns_several_connections_matched_by_port() -> None:
+    # accept() hands out the connections in the order their handshakes completed
+    # (40002 first); each `@PORT` line belongs to one of them.
+    result = run(TWO_PASSIVE)
+    assert result.ok, result.describe()
+    assert result.events_run == 19
+
+
+def test_segment_of_the_wrong_connection_fails() -> None:
+    wrong = TWO_PASSIVE.replace("> @40002 P. 1:11(10) ack 1", "> @40001 P. 1:11(10) ack 1")
+    message = fails_at(wrong, 13, "to port 40002 != @40001")
+    assert "sent `> @40002 P. 1:11(10) ack 1" in message
+
+
+def test_several_active_opens_to_named_ports() -> None:
+    script = """\
+0     socket(..., SOCK_STREAM, IPPROTO_TCP) = 3
++0    fcntl(3, F_SETFL, O_RDWR|O_NONBLOCK) = 0
++0    connect(3, {sin_port=8081}, 16) = -1 EINPROGRESS (Operation now in progress)
++0    > @8081 S 0:0(0) <...>
++0    socket(..., SOCK_STREAM, IPPROTO_TCP) = 4
++0    fcntl(4, F_SETFL, O_RDWR|O_NONBLOCK) = 0
++0    connect(4, {sin_port=8082}, 16) = -1 EINPROGRESS (Operation now in progress)
++0    > @8082 S 0:0(0) <...>
++0.1  < @8082 S. 0:0(0) ack 1 win 65535 <mss 1460>
++0    > @8082 . 1:1(0) ack 1
++0    connect(4, {sin_port=8082}, 16) = 0
++0    read(3, ..., 10) = -1 EAGAIN (Resource temporarily unavailable)
++0.1  < @8081 S. 0:0(0) ack 1 win 65535 <mss 1460>
++0    > @8081 . 1:1(0) ack 1
++0    connect(3, {sin_port=8081}, 16) = 0
+"""
+    result = run(script)
+    assert result.ok, result.describe()
+
+
+# ------------------------------------------------------------------ sendmsg, recvmsg, URG
+
+
+def test_sendmsg_and_recvmsg() -> None:
+    script = (
+        PASSIVE
+        + """\
++0    sendmsg(4, {msg_name(...)=..., msg_iov(2)=[{..., 10}, {..., 20}], msg_flags=0}, 0) = 30
++0    > P. 1:31(30) ack 1
++0.1  < P. 1:11(10) ack 31 win 65535
++0    recvmsg(4, {msg_name(...)=..., msg_iov(1)=[{..., 4}], msg_flags=0}, 0) = 4
++0    recvmsg(4, {msg_name(...)=..., msg_iov(1)=[{..., 100}], msg_flags=0}, 0) = 6
+"""
+    )
+    result = run(script)
+    assert result.ok, result.describe()
+    fails_at(script.replace("[{..., 4}]", "[{..., 5}]"), 12, "recvmsg() returned 5")
+
+
+def test_urgent_flag_and_pointer() -> None:
+    events = parse_script("0 < P.U 1:11(10) ack 1 urg 5 win 65535\n0 > .U 1:1(0) urg 0\n")
+    inbound, outbound = (event.action for event in events)
+    assert isinstance(inbound, Packet) and inbound.flags == "P.U" and inbound.urg == 5
+    assert inbound.win == 65535 and inbound.ack == 1
+    assert isinstance(outbound, Packet) and outbound.urg == 0
+    # tcpstack ignores URG on input (RFC 6093: urgent data is delivered in line): the
+    # ten octets are read as ordinary data.
+    script = (
+        PASSIVE
+        + "+0.1 < P.U 1:11(10) ack 1 urg 5 win 65535\n+.04 > . 1:1(0) ack 11\n"
+        + "+0 read(4, ..., 100) = 10\n"
+    )
+    assert run(script).ok, run(script).describe()
+    # tcpstack never sets URG: an expected urgent segment is a mismatch.
+    fails_at(
+        PASSIVE + "+0 write(4, ..., 10) = 10\n+0 > P.U 1:11(10) ack 1 urg 10\n",
+        10,
+        "flags P. != PU.",
+        "urg 0 != 10",
+    )

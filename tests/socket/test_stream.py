@@ -237,10 +237,16 @@ def test_shutdown_read_makes_recv_return_eof() -> None:
 def test_errors_on_unconnected_and_misused_sockets() -> None:
     net = make_net()
     fresh = net.client()
-    for call in (lambda: fresh.recv(1), lambda: fresh.send(b"x"), lambda: fresh.getpeername()):
+    for call in (lambda: fresh.recv(1), lambda: fresh.getpeername()):
         with pytest.raises(OSError) as info:
             call()
         assert info.value.errno == errno.ENOTCONN
+    # Sending on a socket that never connected is EPIPE on Linux, as for the stdlib
+    # socket: BrokenPipeError.
+    for send in (lambda: fresh.send(b"x"), lambda: fresh.sendall(b"x")):
+        with pytest.raises(BrokenPipeError) as pipe:
+            send()
+        assert pipe.value.errno == errno.EPIPE
     with pytest.raises(OSError) as shut:
         fresh.shutdown(ts.SHUT_WR)
     assert shut.value.errno == errno.ENOTCONN
@@ -266,6 +272,8 @@ def test_errors_on_unconnected_and_misused_sockets() -> None:
     with pytest.raises(OSError) as recv_listener:
         listener.recv(1)
     assert recv_listener.value.errno == errno.ENOTCONN
+    with pytest.raises(BrokenPipeError):
+        listener.send(b"x")
 
     client, _, _ = net.pair(8080)
     with pytest.raises(OSError) as twice:

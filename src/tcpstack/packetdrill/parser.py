@@ -14,6 +14,8 @@ then either a packet or a system call:
 
     < S. 0:0(0) ack 1 win 65535 <mss 1460,sackOK,nop,wscale 7>
     > P. 1:1001(1000) ack 1 <...>
+    < @40001 S 0:0(0) win 65535      (tcpstack extension: the script peer's port)
+    < P.U 1:11(10) ack 1 urg 5 win 65535
     accept(3, ..., ...) = 4
     connect(3, ..., ...) = -1 EINPROGRESS (Operation now in progress)
 
@@ -149,9 +151,13 @@ class Packet:
     length: int
     ack: int | None = None
     win: int | None = None
+    urg: int | None = None
     # None: no option list written; () with any_options: `<...>`.
     options: tuple[OptionItem, ...] | None = None
     any_options: bool = False
+    # `@PORT` after the direction (a tcpstack extension for scripts with several
+    # connections): the script peer's port of the flow; None = the script's default flow.
+    peer_port: int | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -268,9 +274,18 @@ def _atom(tokens: _Tokens) -> Expr:
         while not tokens.at("}"):
             token = tokens.peek()
             after = tokens.items[tokens.pos + 1] if tokens.pos + 1 < len(tokens.items) else None
-            if token is not None and token[0] == "ident" and after is not None and after[1] == "=":
+            named = token is not None and token[0] == "ident" and after is not None
+            if named and after is not None and after[1] == "=" and token is not None:
                 tokens.take()
                 tokens.take()
+                fields.append((token[1], _expr(tokens)))
+            elif named and after is not None and after[1] == "(" and token is not None:
+                # A msghdr field with its length: `msg_iov(1)=[...]`, `msg_name(...)=...`.
+                tokens.take()
+                tokens.take()
+                _expr(tokens)
+                tokens.expect(")")
+                tokens.expect("=")
                 fields.append((token[1], _expr(tokens)))
             else:
                 fields.append((None, _expr(tokens)))
@@ -320,12 +335,12 @@ def _parse_time(text: str, line: int) -> tuple[TimeSpec, str]:
 
 
 _PACKET = re.compile(
-    r"""^\s*(?P<dir>[<>])\s+(?P<flags>[SFRP.UEW]+)\s+
+    r"""^\s*(?P<dir>[<>])\s+(?:@(?P<port>\d+)\s+)?(?P<flags>[SFRP.UEW]+)\s+
         (?P<start>\d+):(?P<end>\d+)\((?P<len>\d+)\)
         (?P<rest>.*)$""",
     re.VERBOSE,
 )
-_FIELD = re.compile(r"^\s*(ack|win)\s+(\d+)")
+_FIELD = re.compile(r"^\s*(ack|win|urg)\s+(\d+)")
 
 
 def _parse_options(text: str, line: int) -> tuple[tuple[OptionItem, ...], bool]:
@@ -372,16 +387,12 @@ def _parse_packet(text: str, line: int) -> Packet:
     if (end - start) % (1 << 32) != length:
         raise ParseError(line, f"{start}:{end}({length}): length does not match")
     rest = match.group("rest")
-    ack: int | None = None
-    win: int | None = None
+    values: dict[str, int] = {}
     while True:
         field_match = _FIELD.match(rest)
         if field_match is None:
             break
-        if field_match.group(1) == "ack":
-            ack = int(field_match.group(2))
-        else:
-            win = int(field_match.group(2))
+        values[field_match.group(1)] = int(field_match.group(2))
         rest = rest[field_match.end() :]
     rest = rest.strip()
     options: tuple[OptionItem, ...] | None = None
@@ -400,10 +411,12 @@ def _parse_packet(text: str, line: int) -> Packet:
         start=start,
         end=end,
         length=length,
-        ack=ack,
-        win=win,
+        ack=values.get("ack"),
+        win=values.get("win"),
+        urg=values.get("urg"),
         options=options,
         any_options=any_options,
+        peer_port=int(match.group("port")) if match.group("port") is not None else None,
     )
 
 

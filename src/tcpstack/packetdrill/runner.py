@@ -8,8 +8,12 @@ emits must match the next `>` line within the tolerance.
 Conventions (packetdrill's, where it has one):
 
 - tcpstack is 192.168.0.1, the script's peer 192.0.2.1. bind() binds port 8080;
-  connect() goes to the peer's port 8080; the peer's own port for passive opens is 48765.
-  One flow per script (every `<` packet goes to the flow of the last connect/accept).
+  connect() goes to the peer's port 8080 (or N with `connect(3, {sin_port=N}, ...)`);
+  the peer's own port for passive opens is 48765. A `<` or `>` line without `@PORT`
+  belongs to the script's default flow (that of the last connect, else peer port
+  48765). Several connections (a tcpstack extension): `< @40001 S 0:0(0) ...` comes
+  from the peer's port 40001 (to the flow's tcpstack port: its connect()'s local port,
+  else the listening port), and `> @40001 ...` must be sent to port 40001.
 - Sequence numbers are relative: inbound seq to the script's ISN (its first SYN's seq is
   0, the absolute base is 2**32 - 500, so sequence wraparound happens early), outbound seq
   to tcpstack's ISN (learned from tcpstack's SYN; tcpstack's ISN generator is fixed at
@@ -25,7 +29,12 @@ Conventions (packetdrill's, where it has one):
   a system call must return within the tolerance of its time (or of the end of its
   `start...end` range). A call on a blocking fd that would block keeps running, while
   later events go on, until it can return; it fails if it returns at the wrong time or
-  never. An outbound segment sent before the time of a non-`>` event is unexpected.
+  never (close() with SO_LINGER {1, N} blocks until our FIN is acknowledged or N s
+  have passed, as on Linux). An outbound segment sent before the time of a non-`>`
+  event, or still unmatched when the script ends, is unexpected.
+- `urg N` is sent as the urgent pointer and compared when written on a `>` line.
+
+docs/packetdrill.md lists the whole syntax and what is reported as unsupported.
 """
 
 from __future__ import annotations
@@ -43,6 +52,7 @@ from pathlib import Path
 from typing import TypeVar
 
 from tcpstack.core.config import Config
+from tcpstack.core.connection import Connection
 from tcpstack.core.endpoint import Endpoint
 from tcpstack.core.segment import Datagram, Flag, Options, Segment, flags_text
 from tcpstack.core.state import State
@@ -203,6 +213,10 @@ class _Runner:
     local_isn: int | None = None
     local_port: int | None = None
     remote_port: int = REMOTE_PORT
+    # Flows named with `@PORT`: the script peer's port -> tcpstack's port.
+    flow_ports: dict[int, int] = field(default_factory=dict)
+    # Set by a handler whose call blocks until a time (close() with SO_LINGER).
+    call_deadline: int | None = None
     bound_port: int | None = None
     last_ts_val: int = 0
     script_time: int = 0
@@ -280,7 +294,9 @@ class _Runner:
                 item.event.line,
                 f"blocking {item.call.name}() never returned (script ended at {_secs(self.now)})",
             )
-        self._check_unexpected(last, self.now, "after the last event")
+        # Anything still queued was sent at or before the last event's time and matched
+        # no `>` line (even a segment sent in the same instant as that event).
+        self._check_unexpected(last, self.now + 1, "after the last event")
 
     def _times(self, event: Event) -> tuple[int, int]:
         spec = event.time
@@ -327,7 +343,9 @@ class _Runner:
     # ------------------------------------------------------------------ packets
 
     def _describe(self, seg: Segment) -> str:
-        return seg.describe(seq_base=self.local_isn or 0, ack_base=REMOTE_ISN)
+        text = seg.describe(seq_base=self.local_isn or 0, ack_base=REMOTE_ISN)
+        # With several flows, say which one (as the script would write it).
+        return f"@{seg.dst_port} {text}" if self.flow_ports else text
 
     def _inject(self, event: Event, packet: Packet) -> None:
         flags = 0
@@ -335,15 +353,22 @@ class _Runner:
             flags |= _FLAG_BITS[letter]
         local_base = self.local_isn or 0
         options = self._build_options(packet, inbound=True)
-        if self.local_port is None:
-            self.local_port = self.bound_port if self.bound_port is not None else SCRIPT_PORT
+        listening = self.bound_port if self.bound_port is not None else SCRIPT_PORT
+        if packet.peer_port is not None:
+            remote_port = packet.peer_port
+            local_port = self.flow_ports.setdefault(remote_port, listening)
+        else:
+            if self.local_port is None:
+                self.local_port = listening
+            remote_port, local_port = self.remote_port, self.local_port
         seg = Segment(
-            src_port=self.remote_port,
-            dst_port=self.local_port,
+            src_port=remote_port,
+            dst_port=local_port,
             seq=(REMOTE_ISN + packet.start) % MOD,
             ack=(local_base + packet.ack) % MOD if packet.ack is not None else 0,
             flags=flags,
             window=packet.win if packet.win is not None else 65535,
+            urgent=packet.urg if packet.urg is not None else 0,
             options=options,
             payload=bytes(packet.length),
         )
@@ -408,7 +433,9 @@ class _Runner:
             )
         if seg.flags & Flag.SYN and "S" in packet.flags and self.local_isn is None:
             self.local_isn = (seg.seq - packet.start) % MOD
-            if self.local_port is None or self.local_port != seg.src_port:
+            if packet.peer_port is None and (
+                self.local_port is None or self.local_port != seg.src_port
+            ):
                 self.local_port = seg.src_port
         problems = self._compare(seg, packet)
         if problems:
@@ -432,6 +459,8 @@ class _Runner:
 
     def _compare(self, seg: Segment, packet: Packet) -> list[str]:
         problems: list[str] = []
+        if packet.peer_port is not None and seg.dst_port != packet.peer_port:
+            problems.append(f"to port {seg.dst_port} != @{packet.peer_port}")
         want_flags = 0
         for letter in packet.flags:
             want_flags |= _FLAG_BITS[letter]
@@ -450,6 +479,8 @@ class _Runner:
                 problems.append(f"ack {rel_ack} != {packet.ack}")
         if packet.win is not None and seg.window != packet.win:
             problems.append(f"win {seg.window} != {packet.win}")
+        if packet.urg is not None and seg.urgent != packet.urg:
+            problems.append(f"urg {seg.urgent} != {packet.urg}")
         if not packet.any_options:
             want = self._build_options(packet, inbound=False)
             got = seg.options
@@ -475,10 +506,12 @@ class _Runner:
                 event.line, f"unsupported: system call {call.name}() at line {event.line}"
             )
         attempt = handler(self, event, call)
+        self.call_deadline = None
         outcome = attempt()
+        deadline, self.call_deadline = self.call_deadline, None
         self._flush()
         if outcome is None:
-            pending = _Pending(event, call, attempt, end)
+            pending = _Pending(event, call, attempt, end, wake=deadline)
             timeout = call.args[2] if call.name == "poll" and len(call.args) >= 3 else None
             if isinstance(timeout, int) and timeout >= 0:
                 pending.wake = self.now + timeout * 1000
@@ -544,12 +577,16 @@ class _Runner:
 
 
 def _packet_text(packet: Packet) -> str:
-    text = f"{'<' if packet.inbound else '>'} {packet.flags} {packet.start}:{packet.end}"
-    text += f"({packet.length})"
+    text = "<" if packet.inbound else ">"
+    if packet.peer_port is not None:
+        text += f" @{packet.peer_port}"
+    text += f" {packet.flags} {packet.start}:{packet.end}({packet.length})"
     if packet.ack is not None:
         text += f" ack {packet.ack}"
     if packet.win is not None:
         text += f" win {packet.win}"
+    if packet.urg is not None:
+        text += f" urg {packet.urg}"
     if packet.any_options:
         text += " <...>"
     elif packet.options is not None:
@@ -653,11 +690,21 @@ def _accept(runner: _Runner, event: Event, call: Call) -> Attempt:
 
 def _connect(runner: _Runner, event: Event, call: Call) -> Attempt:
     entry = runner.fd(event, _arg(call, 0, event))
+    address = call.args[1] if len(call.args) > 1 else Wildcard()
+    peer_port = SCRIPT_PORT
+    if isinstance(address, Struct) and address.get("sin_port") is not None:
+        port_expr = address.get("sin_port")
+        assert port_expr is not None
+        peer_port = runner.value(event, port_expr)
+    elif not isinstance(address, Wildcard):
+        raise ScriptFailure(
+            event.line, f"unsupported: connect() address {address} at line {event.line}"
+        )
 
     def run(fd: _Fd) -> _Outcome:
         if runner.local_port is None or fd.sock.connection is None:
-            runner.remote_port = SCRIPT_PORT
-        fd.sock.connect((REMOTE_IP, SCRIPT_PORT))
+            runner.remote_port = peer_port
+        fd.sock.connect((REMOTE_IP, peer_port))
         return _Outcome(0)
 
     def attempt() -> _Outcome | None:
@@ -666,14 +713,23 @@ def _connect(runner: _Runner, event: Event, call: Call) -> Attempt:
         finally:
             if entry is not None and entry.sock.connection is not None:
                 runner.local_port = entry.sock.connection.local_port
+                if isinstance(address, Struct):
+                    runner.flow_ports[peer_port] = entry.sock.connection.local_port
 
     return attempt
 
 
-def _byte_count(runner: _Runner, event: Event, call: Call, vector: bool) -> int:
-    if not vector:
+# How a data call names its byte count: read(fd, buf, COUNT), readv(fd, IOV, n), or
+# recvmsg(fd, {msg_iov(n)=IOV, ...}, flags).
+COUNT, IOVEC, MSGHDR = "count", "iovec", "msghdr"
+
+
+def _byte_count(runner: _Runner, event: Event, call: Call, kind: str) -> int:
+    if kind == COUNT:
         return runner.value(event, _arg(call, 2, event))
     iov = _arg(call, 1, event)
+    if kind == MSGHDR:
+        iov = _msg_iov(event, call, iov)
     if not isinstance(iov, Array):
         raise ScriptFailure(event.line, f"{call.name}() needs an iovec array")
     total = 0
@@ -684,10 +740,25 @@ def _byte_count(runner: _Runner, event: Event, call: Call, vector: bool) -> int:
     return total
 
 
-def _reader(vector: bool) -> Handler:
+def _msg_iov(event: Event, call: Call, msghdr: Expr) -> Expr:
+    """The iovec array of a sendmsg()/recvmsg() msghdr; ancillary data is not
+    supported (tcpstack's sockets have no control messages)."""
+    if not isinstance(msghdr, Struct) or msghdr.get("msg_iov") is None:
+        raise ScriptFailure(event.line, f"{call.name}() needs {{msg_iov(N)=[...], ...}}")
+    for name, value in msghdr.fields:
+        if name == "msg_control" and not isinstance(value, Wildcard) and value != 0:
+            raise ScriptFailure(
+                event.line, f"unsupported: {call.name}() msg_control at line {event.line}"
+            )
+    iov = msghdr.get("msg_iov")
+    assert iov is not None
+    return iov
+
+
+def _reader(kind: str) -> Handler:
     def handler(runner: _Runner, event: Event, call: Call) -> Attempt:
         entry = runner.fd(event, _arg(call, 0, event))
-        count = _byte_count(runner, event, call, vector)
+        count = _byte_count(runner, event, call, kind)
 
         def run(fd: _Fd) -> _Outcome:
             return _Outcome(len(fd.sock.recv(count)))
@@ -697,10 +768,10 @@ def _reader(vector: bool) -> Handler:
     return handler
 
 
-def _writer(vector: bool) -> Handler:
+def _writer(kind: str) -> Handler:
     def handler(runner: _Runner, event: Event, call: Call) -> Attempt:
         entry = runner.fd(event, _arg(call, 0, event))
-        count = _byte_count(runner, event, call, vector)
+        count = _byte_count(runner, event, call, kind)
         done = [0]
 
         def attempt() -> _Outcome | None:
@@ -742,16 +813,34 @@ def _close(runner: _Runner, event: Event, call: Call) -> Attempt:
     number = runner.value(event, _arg(call, 0, event))
     entry = runner.fds.get(number)
 
+    lingering: list[tuple[Connection, int]] = []
+
     def run(fd: _Fd) -> _Outcome:
+        conn = fd.sock.connection
         fd.sock.close()
         del runner.fds[number]
+        # SO_LINGER {1, N}: close() returns once our FIN is acknowledged or after N s,
+        # in blocking and non-blocking mode alike (Linux's inet_release).
+        linger = conn.config.linger if conn is not None else None
+        if conn is not None and linger and conn.state not in _FIN_DONE:
+            lingering.append((conn, runner.now + linger))
+            runner.call_deadline = runner.now + linger
         return _Outcome(0)
 
-    return lambda: _guarded(runner, entry, run)
+    def attempt() -> _Outcome | None:
+        if not lingering:
+            outcome = _guarded(runner, entry, run)
+            if not lingering:
+                return outcome
+        conn, deadline = lingering[0]
+        return _Outcome(0) if conn.state in _FIN_DONE or runner.now >= deadline else None
+
+    return attempt
 
 
-def _option_value(runner: _Runner, event: Event, name: int, expr: Expr) -> int | bytes:
-    if name == _std.SO_LINGER:
+def _option_value(runner: _Runner, event: Event, level: int, name: int, expr: Expr) -> int | bytes:
+    # Option numbers repeat across levels (TCP_CONGESTION == SO_LINGER == 13).
+    if level == _std.SOL_SOCKET and name == _std.SO_LINGER:
         if not isinstance(expr, Struct):
             raise ScriptFailure(event.line, "SO_LINGER needs {onoff=..., linger=...}")
         onoff, linger = expr.get("onoff"), expr.get("linger")
@@ -761,14 +850,36 @@ def _option_value(runner: _Runner, event: Event, name: int, expr: Expr) -> int |
     return runner.value(event, expr)
 
 
+def _unsupported_option(event: Event, call: Call) -> ScriptFailure:
+    return ScriptFailure(
+        event.line,
+        f"unsupported: {call.name}() option {call.args[1]}/{call.args[2]} at line {event.line}",
+    )
+
+
+def _known_option(event: Event, call: Call, fn: Callable[[], T]) -> T:
+    """fn(), with tcpstack's "no such option" (ENOPROTOOPT: Linux-only options such
+    as TCP_CONGESTION, TCP_FASTOPEN, IPv6 ones) turned into an unsupported failure."""
+    try:
+        return fn()
+    except OSError as error:
+        if error.errno == errno.ENOPROTOOPT:
+            raise _unsupported_option(event, call) from None
+        raise
+
+
 def _setsockopt(runner: _Runner, event: Event, call: Call) -> Attempt:
     entry = runner.fd(event, _arg(call, 0, event))
     level = runner.value(event, _arg(call, 1, event))
     name = runner.value(event, _arg(call, 2, event))
-    value = _option_value(runner, event, name, _arg(call, 3, event))
+    if isinstance(_arg(call, 3, event), str):
+        # A string value (TCP_CONGESTION "cubic", SO_BINDTODEVICE "eth0"): no such
+        # option in tcpstack.
+        raise _unsupported_option(event, call)
+    value = _option_value(runner, event, level, name, _arg(call, 3, event))
 
     def run(fd: _Fd) -> _Outcome:
-        fd.sock.setsockopt(level, name, value)
+        _known_option(event, call, lambda: fd.sock.setsockopt(level, name, value))
         return _Outcome(0)
 
     return lambda: _guarded(runner, entry, run)
@@ -779,11 +890,12 @@ def _getsockopt(runner: _Runner, event: Event, call: Call) -> Attempt:
     level = runner.value(event, _arg(call, 1, event))
     name = runner.value(event, _arg(call, 2, event))
     want = _arg(call, 3, event)
-    if name == getattr(_std, "TCP_INFO", -1):
+    if name == getattr(_std, "TCP_INFO", -1) and level == _std.IPPROTO_TCP:
+        # tcpstack has a TCP_INFO of its own (tcp_info()), not Linux's struct layout.
         raise ScriptFailure(event.line, f"unsupported: TCP_INFO at line {event.line}")
 
     def run(fd: _Fd) -> _Outcome:
-        if name == _std.SO_LINGER:
+        if level == _std.SOL_SOCKET and name == _std.SO_LINGER:
             raw = fd.sock.getsockopt(level, name, 8)
             assert isinstance(raw, bytes)
             onoff, linger = struct.unpack("ii", raw)
@@ -801,7 +913,7 @@ def _getsockopt(runner: _Runner, event: Event, call: Call) -> Attempt:
                 ):
                     raise ScriptFailure(event.line, f"getsockopt() gave {got}, expected {want}")
             return _Outcome(0)
-        value = fd.sock.getsockopt(level, name)
+        value = _known_option(event, call, lambda: fd.sock.getsockopt(level, name))
         if not isinstance(value, int):
             raise ScriptFailure(event.line, f"unsupported: getsockopt value {value!r}")
         inner = want.items[0] if isinstance(want, Array) and len(want.items) == 1 else want
@@ -837,6 +949,8 @@ def _fcntl(runner: _Runner, event: Event, call: Call) -> Attempt:
 
 
 _HANDSHAKE = (State.SYN_SENT, State.SYN_RECEIVED)
+# A lingering close() is over once our FIN is acknowledged (or the connection is gone).
+_FIN_DONE = (State.FIN_WAIT_2, State.TIME_WAIT, State.CLOSED)
 
 
 def _revents(runner: _Runner, fd: _Fd) -> int:
@@ -923,14 +1037,16 @@ _HANDLERS: dict[str, Handler] = {
     "listen": _listen,
     "accept": _accept,
     "connect": _connect,
-    "read": _reader(False),
-    "recv": _reader(False),
-    "recvfrom": _reader(False),
-    "readv": _reader(True),
-    "write": _writer(False),
-    "send": _writer(False),
-    "sendto": _writer(False),
-    "writev": _writer(True),
+    "read": _reader(COUNT),
+    "recv": _reader(COUNT),
+    "recvfrom": _reader(COUNT),
+    "readv": _reader(IOVEC),
+    "recvmsg": _reader(MSGHDR),
+    "write": _writer(COUNT),
+    "send": _writer(COUNT),
+    "sendto": _writer(COUNT),
+    "writev": _writer(IOVEC),
+    "sendmsg": _writer(MSGHDR),
     "shutdown": _shutdown,
     "close": _close,
     "setsockopt": _setsockopt,

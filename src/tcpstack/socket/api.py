@@ -587,7 +587,10 @@ class Socket:
         self._check_open()
         conn = self._conn
         if conn is None or self._phase not in (_Phase.CONNECTING, _Phase.CONNECTED):
-            raise _error(errno.ENOTCONN, f"{call}() on an unconnected socket")
+            # Linux: sending on a TCP socket that never connected (or a listener) fails
+            # with EPIPE (tcp_sendmsg -> sk_stream_wait_connect), receiving with ENOTCONN.
+            code = errno.EPIPE if call.startswith("send") else errno.ENOTCONN
+            raise _error(code, f"{call}() on an unconnected socket")
         return conn
 
     def recv(self, bufsize: int, flags: int = 0) -> bytes:
