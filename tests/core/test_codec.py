@@ -705,3 +705,15 @@ def test_single_bit_flip_is_detected(
     encoded[bit // 8] ^= 0x80 >> (bit % 8)
     with pytest.raises(MalformedSegment):
         decode_segment(bytes(encoded), src, dst)
+
+
+@pytest.mark.parametrize("kind", [bytes, bytearray, memoryview])
+def test_decode_accepts_any_bytes_like_buffer(kind: type) -> None:
+    # Drivers hand over bytes, a bytearray or a memoryview of a receive buffer; the
+    # timestamp-only fast path must treat them alike.
+    seg = Segment(1, 2, 3, 4, Flag.ACK, 100, 0, Options(timestamp=(5, 6)), b"xyz")
+    wire = encode_segment(seg, "10.0.0.1", "10.0.0.2")
+    decoded = decode_segment(kind(wire), "10.0.0.1", "10.0.0.2")
+    assert decoded.options.timestamp == (5, 6)
+    assert bytes(decoded.payload) == b"xyz"
+    assert (decoded.seq, decoded.ack, decoded.window) == (3, 4, 100)

@@ -566,13 +566,16 @@ def test_handle_timer_before_the_deadline_is_a_no_op() -> None:
 def spy_on_timers(monkeypatch: pytest.MonkeyPatch, conn: Connection) -> list[int]:
     """Record every `now` the endpoint calls conn.handle_timer with."""
     calls: list[int] = []
-    original = conn.handle_timer
+    original = Connection.handle_timer
 
-    def handle_timer(*, now: int) -> None:
-        calls.append(now)
-        original(now=now)
+    # Connection has __slots__, so the spy wraps the class's method and records only
+    # the calls for `conn`.
+    def handle_timer(self: Connection, *, now: int) -> None:
+        if self is conn:
+            calls.append(now)
+        original(self, now=now)
 
-    monkeypatch.setattr(conn, "handle_timer", handle_timer)
+    monkeypatch.setattr(Connection, "handle_timer", handle_timer)
     return calls
 
 

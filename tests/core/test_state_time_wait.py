@@ -235,6 +235,18 @@ def test_bare_ack_is_ignored() -> None:
     assert h.next_timer_ms() == 60_000
 
 
+def test_ack_of_unsent_data_gets_an_ack() -> None:
+    h = Harness()
+    h.to_time_wait()
+    # Fifth step: "If the ACK acknowledges something not yet sent (SEG.ACK > SND.NXT)
+    # then send an ACK, drop the segment" (RFC 5961 5.2 in every synchronized state).
+    # No restart of 2*MSL. (Linux's TIME-WAIT drops it without answering.)
+    h.feed(h.peer(ACK, h.remote_seq(2), h.local_seq(500)), at=1_000)
+    h.expect(h.ours(ACK, h.local_seq(2), h.remote_seq(2)))
+    assert h.state is State.TIME_WAIT
+    assert h.next_timer_ms() == 60_000
+
+
 def test_user_calls() -> None:
     h = Harness()
     h.to_time_wait()

@@ -78,6 +78,26 @@ def test_old_duplicate_gets_an_ack_without_restart() -> None:
     assert endpoint.next_timer() == TW_END
 
 
+def test_ack_of_unsent_data_gets_a_rate_limited_challenge_ack() -> None:
+    endpoint, _ = make()
+    _to_time_wait(endpoint, 4000)
+    # RFC 9293 3.10.7.4 fifth check / RFC 5961 5.2: SEG.ACK > SND.NXT -> ACK back, drop.
+    future = from_peer(80, 4000, ACK, seq_add(PEER_ISS, 2), ISS + 500)
+    endpoint.receive_datagram(future, now=5 * MS)
+    assert sent(endpoint, 5 * MS) == [ack_from_time_wait()]
+    assert endpoint.next_timer() == TW_END  # no restart
+    assert endpoint.stats["time_wait.ack"] == 1
+    # The answer is a challenge ACK: once the stack's budget is spent, silence.
+    limit = endpoint.challenge_limiter.limit
+    for _ in range(limit + 1):
+        endpoint.receive_datagram(future, now=6 * MS)
+    assert len(sent(endpoint, 6 * MS)) == limit - 1
+    assert endpoint.stats["time_wait.drop"] == 2
+    # A bare ACK at RCV.NXT acknowledging exactly SND.NXT needs no answer.
+    endpoint.receive_datagram(from_peer(80, 4000, ACK, seq_add(PEER_ISS, 2), ISS + 2), now=7 * MS)
+    assert sent(endpoint, 7 * MS) == []
+
+
 def test_rst_at_rcv_nxt_ends_time_wait_early() -> None:
     """Without RFC 1337's fix an exact RST "assassinates" TIME_WAIT (Linux default)."""
     endpoint, _ = make()

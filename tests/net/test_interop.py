@@ -596,8 +596,10 @@ def test_icmp_unreachable_is_parsed_counted_and_traced(host: NetHost) -> None:
     assert error.seq == conn.iss
     assert host.loop.stats["icmp.errors.matched"] == 1
     assert host.loop.ip.stats["icmp.unreachable.host_unreachable"] == 1
-    # Not delivered to the connection (the core has no soft-error entry point yet).
+    # Host unreachable is a soft error: recorded on the connection, which keeps trying
+    # (RFC 9293 MUST-56; tests/net/test_icmp_delivery.py follows it to EHOSTUNREACH).
     assert conn.state is State.SYN_SENT
+    assert conn.icmp_error is not None
     host.loop.call(lambda now: conn.abort(now=now))
 
 

@@ -11,8 +11,6 @@ from __future__ import annotations
 import random
 from dataclasses import dataclass
 
-import pytest
-
 from tcpstack.core.config import Config
 from tcpstack.core.endpoint import Endpoint
 from tcpstack.core.isn import KeyedIsnGenerator
@@ -93,14 +91,10 @@ def run_attack(spoofed: int, seconds: int, seed: int = 1) -> Outcome:
     )
 
 
-def test_blind_injection_10k() -> None:
-    outcome = run_attack(10_000, seconds=2)
-    print(outcome)
-    assert outcome.rate_limited > 0  # 2,500 SYNs a second against a limit of 1,000
-
-
-@pytest.mark.slow
 def test_blind_injection_100k() -> None:
+    # The figure: 100,000 spoofed segments, 10,000 a second for 10 s, against a
+    # limit of 1,000 challenge ACKs a second.
     outcome = run_attack(100_000, seconds=10)
     print(outcome)
+    assert outcome.injected == 100_000
     assert outcome.rate_limited > 0

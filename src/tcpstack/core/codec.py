@@ -76,6 +76,9 @@ _NOP2 = bytes((KIND_NOP, KIND_NOP))
 # The RFC 7323 Appendix A layout of a timestamp-only segment: <NOP,NOP,TS>. It is what
 # almost every established-state segment carries, so decoding gets a fast path for it.
 _TS_ONLY_PREFIX = bytes((KIND_NOP, KIND_NOP, KIND_TIMESTAMP, 10))
+# Decoded <NOP,NOP,TS> areas by their bytes; emptied when full (bounded memory).
+_TS_ONLY_CACHE: dict[bytes, Options] = {}
+_TS_ONLY_CACHE_SIZE = 1024
 
 
 # --------------------------------------------------------------------------- checksum
@@ -224,6 +227,21 @@ def encode_options(options: Options) -> bytes:
     """
     if options is NO_OPTIONS:
         return b""
+    timestamp = options.timestamp
+    if (
+        timestamp is not None
+        and options.mss is None
+        and options.window_scale is None
+        and not options.sack_permitted
+        and not options.sack_blocks
+        and not options.unknown
+    ):
+        # What almost every established-state segment carries: <NOP,NOP,TS>, the layout
+        # _options_pieces gives it, built directly (issue 9: per-segment cost).
+        try:
+            return _TS_ONLY_PREFIX + _U32X2.pack(*timestamp)
+        except struct.error as exc:
+            raise ValueError(f"option value out of range in {options.describe()}: {exc}") from exc
     pieces = _options_pieces(options)
     area = b"".join(b"\x01" * nops + piece for nops, piece in pieces)
     if len(area) > MAX_OPTIONS_LEN:
@@ -288,9 +306,17 @@ def _decode_options(area: bytes) -> Options:
     or an option runs past the area, MalformedSegment("bad_option_length") for a length
     below 2 or a known kind with the wrong length.
     """
-    if len(area) == 12 and area.startswith(_TS_ONLY_PREFIX):
-        ts_val, ts_ecr = _U32X2.unpack_from(area, 4)
-        return Options(timestamp=(ts_val, ts_ecr))
+    if len(area) == 12 and area[:4] == _TS_ONLY_PREFIX:
+        # Options are immutable, so equal areas may share one object: a flight of
+        # segments within one TSval tick decodes its options once (issue 9).
+        key = bytes(area)  # the same object when `area` is bytes; hashable either way
+        cached = _TS_ONLY_CACHE.get(key)
+        if cached is None:
+            if len(_TS_ONLY_CACHE) >= _TS_ONLY_CACHE_SIZE:
+                _TS_ONLY_CACHE.clear()
+            ts_val, ts_ecr = _U32X2.unpack_from(key, 4)
+            cached = _TS_ONLY_CACHE[key] = Options(timestamp=(ts_val, ts_ecr))
+        return cached
     mss: int | None = None
     window_scale: int | None = None
     sack_permitted = False

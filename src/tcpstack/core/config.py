@@ -87,6 +87,11 @@ class Config:
     # unread, or text arriving after close(), resets the connection so the peer learns
     # that data was lost (RFC 2525 2.17). False = keep receiving after close.
     half_duplex_close: bool = True
+    # RFC 9293 3.10.7.4 answers every unacceptable segment with an ACK; Linux sends at
+    # most one such ACK per connection per net.ipv4.tcp_invalid_ratelimit (500 ms) for
+    # segments without text, so a peer (or two confused stacks) cannot start an ACK
+    # storm. 0 = off: every unacceptable segment is ACKed, as the RFC says.
+    invalid_ack_ratelimit: int = 500 * MILLISECOND
 
     @property
     def time_wait_duration(self) -> int:
@@ -122,4 +127,5 @@ PLAIN = Config(
     fin_wait_2_timeout=None,
     half_duplex_close=False,
     orphan_retries=None,
+    invalid_ack_ratelimit=0,
 )

@@ -43,6 +43,7 @@ class NewReno:
     """RFC 5681 slow start and congestion avoidance with RFC 6582 recovery sizing."""
 
     name = "newreno"
+    __slots__ = ("_avoidance_acked", "cwnd", "mss", "ssthresh")
 
     def __init__(self, mss: int) -> None:
         self.mss = mss
@@ -96,6 +97,7 @@ class Cubic:
     name = "cubic"
     C = 0.4
     BETA = 0.7
+    __slots__ = ("_cwnd_float", "_epoch_start", "_k", "_w_est", "_w_max", "cwnd", "mss", "ssthresh")
 
     def __init__(self, mss: int) -> None:
         self.mss = mss
@@ -183,6 +185,7 @@ class NoCongestionControl:
     """A window that never changes: for exact-segment tests of other mechanisms."""
 
     name = "none"
+    __slots__ = ("cwnd", "mss", "ssthresh")
 
     def __init__(self, mss: int, window: int = 1 << 30) -> None:
         self.mss = mss

@@ -13,7 +13,7 @@ PAWS), RFC 2018 and RFC 6675 (SACK and SACK-based recovery), RFC 5681 and RFC 65
 
 from __future__ import annotations
 
-from collections import deque
+from collections import Counter, deque
 from collections.abc import Callable
 
 from tcpstack.core.config import MILLISECOND, SECOND, Config
@@ -28,6 +28,7 @@ from tcpstack.core.events import (
     Event,
     SendSpaceAvailable,
 )
+from tcpstack.core.icmp import IcmpKind, IcmpReport, mss_for_path_mtu
 from tcpstack.core.ratelimit import ChallengeAckLimiter
 from tcpstack.core.reassembly import Reassembly, ReassemblyBudget
 from tcpstack.core.rtt import RttEstimator
@@ -83,6 +84,13 @@ def retransmission_budget(retries: int, rto_base: int, rto_max: int) -> int:
     return ((2 << threshold) - 1) * rto_base + (retries - threshold) * rto_max
 
 
+def timestamp_offset(iss: int) -> int:
+    """The per-connection TSval offset: RFC 7323 5.4 / 7.1 want TSval to start at a
+    random offset, not at the host's clock; mixing the ISN (keyed in production, RFC
+    6528) gives one. A SYN cookie's SYN,ACK uses it too (see core/syncookies.py)."""
+    return (iss * 0x9E3779B1) & MASK
+
+
 def window_shift_for(buffer_size: int) -> int:
     """The smallest RFC 7323 shift that lets a 16-bit field describe `buffer_size`."""
     shift = 0
@@ -94,6 +102,94 @@ def window_shift_for(buffer_size: int) -> int:
 class Connection:
     """A TCP connection: the TCB of RFC 9293 3.3.1 plus its buffers and timers."""
 
+    # Slots, not a per-instance __dict__: an idle connection is mostly this object, and
+    # a server holds 100,000s of them (issue 9, memory). A new attribute must be named
+    # here; __weakref__ lets a TIME_WAIT table refer to a connection without keeping it.
+    __slots__ = (
+        "__weakref__",
+        "_ack_delayed",
+        "_advertised_edge",
+        "_cc",
+        "_challenge_limiter",
+        "_delayed_ack_deadline",
+        "_dupacks",
+        "_events",
+        "_fin_acked",
+        "_fin_queued",
+        "_fin_received",
+        "_fin_seq",
+        "_fin_wait_2_deadline",
+        "_full_segments_unacked",
+        "_in_recovery",
+        "_isn_generator",
+        "_keepalive_deadline",
+        "_last_ack_sent",
+        "_last_oow_ack_at",
+        "_last_received_at",
+        "_last_send_time",
+        "_listen_remote",
+        "_need_ack",
+        "_ooo_fin_offset",
+        "_outbox",
+        "_persist_backoff",
+        "_persist_deadline",
+        "_reassembly",
+        "_receive_buffer",
+        "_receive_offset",
+        "_recover",
+        "_retransmit_armed_at",
+        "_retransmit_deadline",
+        "_rtt",
+        "_rtt_timed_at",
+        "_rtt_timed_seq",
+        "_rtx_high",
+        "_rtx_stamp",
+        "_scoreboard",
+        "_send_buffer",
+        "_send_buffer_seq",
+        "_send_offset",
+        "_send_space_wanted",
+        "_syn_acked",
+        "_time_wait_deadline",
+        "_timestamp_options",
+        "_tracer",
+        "_ts_offset",
+        "_user_closed",
+        "close_reason",
+        "config",
+        "icmp_error",
+        "irs",
+        "iss",
+        "keepalive_probes_out",
+        "local_ip",
+        "local_port",
+        "max_snd_wnd",
+        "on_wake",
+        "passive_open",
+        "pmtu_mss",
+        "rcv_nxt",
+        "rcv_wscale",
+        "rcv_wscale_offered",
+        "remote_ip",
+        "remote_port",
+        "retransmissions",
+        "sack_enabled",
+        "snd_max",
+        "snd_mss",
+        "snd_nxt",
+        "snd_una",
+        "snd_wl1",
+        "snd_wl2",
+        "snd_wnd",
+        "snd_wscale",
+        "state",
+        "state_history",
+        "stats",
+        "total_retransmissions",
+        "ts_enabled",
+        "ts_recent",
+    )
+
     def __init__(
         self,
         local: tuple[str, int],
@@ -104,6 +200,7 @@ class Connection:
         tracer: Tracer | None = None,
         challenge_limiter: ChallengeAckLimiter | None = None,
         reassembly_budget: ReassemblyBudget | None = None,
+        stats: Counter[str] | None = None,
     ) -> None:
         config = config if config is not None else Config()
         self.config = config
@@ -114,6 +211,13 @@ class Connection:
         # RFC 5961 7: challenge ACKs are rate limited by a limiter the Endpoint shares
         # among its connections; None (a bare Connection) sends every one.
         self._challenge_limiter = challenge_limiter
+        # Named counters of dropped input (one per drop, keyed by reason): an Endpoint
+        # passes its own stats so they show in `tcpstack ss`; a bare Connection keeps its
+        # own.
+        self.stats: Counter[str] = stats if stats is not None else Counter()
+        # When we last answered a data-less out-of-window segment with an ACK (Linux's
+        # last_oow_ack_time), for Config.invalid_ack_ratelimit; None = never.
+        self._last_oow_ack_at: int | None = None
         self.state = State.CLOSED
         # The path of states this connection went through, first to last.
         self.state_history: list[State] = [State.CLOSED]
@@ -133,6 +237,12 @@ class Connection:
         self.snd_wl2 = 0
         self.max_snd_wnd = 0  # the largest window the peer ever offered (3.8.6.2.1)
         self.snd_mss = config.default_peer_mss
+        # Path MTU discovery (RFC 1191, RFC 8201): the MSS the path takes, lowered by
+        # ICMP "fragmentation needed"; None = nothing learned.
+        self.pmtu_mss: int | None = None
+        # The last ICMP error accepted for this connection: a soft error (RFC 9293
+        # MUST-56, SHLD-25; Linux's sk_err_soft), or the hard error that ended it in SYN_SENT.
+        self.icmp_error: IcmpReport | None = None
         # Receive sequence variables.
         self.irs = 0
         self.rcv_nxt = 0
@@ -144,6 +254,7 @@ class Connection:
         self.ts_recent = 0  # TS.Recent (RFC 7323 4.3)
         self._ts_offset = 0
         self._last_ack_sent = 0  # Last.ACK.sent (RFC 7323 4.3)
+        self._timestamp_options = NO_OPTIONS  # the last timestamp-only Options sent
         self.sack_enabled = False
         self.rcv_wscale_offered = False  # the peer's SYN carried window scale
 
@@ -199,12 +310,16 @@ class Connection:
         self._rtt_timed_at = 0
         self._last_received_at = 0
 
-        self._outbox: list[Segment] = []
+        # Segments for the driver; the list exists only while some are waiting.
+        self._outbox: list[Segment] | None = None
         self._need_ack = False  # an ACK is owed now; the flush at the end of input sends it
         self._ack_delayed = False  # an ACK is owed, but may wait (delayed ACK)
         self._full_segments_unacked = 0
-        self._listen_remote = ("", 0)  # the foreign socket named by listen(), if any
-        self._events: deque[Event] = deque()
+        # The foreign socket named by listen(), restored on a return to LISTEN; None
+        # keeps the remote as it is (a listener's child: its peer never changes).
+        self._listen_remote: tuple[str, int] | None = None
+        # Events for the application; the deque exists only while some are pending.
+        self._events: deque[Event] | None = None
         self.close_reason: CloseReason | None = None
         # The owner (an Endpoint) is told when this connection has output or new timers.
         self.on_wake: Callable[[Connection], None] | None = None
@@ -249,28 +364,53 @@ class Connection:
         else:
             self._trace_user("listen", now)
         self.passive_open = True
-        self._listen_remote = (self.remote_ip, self.remote_port)
+        if not spawned:
+            self._listen_remote = (self.remote_ip, self.remote_port)
         self._transition(Trigger.OPEN_PASSIVE, now)
         self._wake()
 
-    def resume_from_cookie(self, peer_isn: int, peer_mss: int, *, now: int) -> None:
+    def resume_from_cookie(
+        self,
+        peer_isn: int,
+        peer_mss: int,
+        *,
+        now: int,
+        peer_window_scale: int | None = None,
+        sack_permitted: bool = False,
+        peer_tsval: int | None = None,
+    ) -> None:
         """A listener's child rebuilt from a valid SYN cookie (RFC 4987 3.6): the SYN and
         our SYN,ACK (whose ISN was the cookie, from this connection's ISN generator) went
         by without state; take their effect now, as if the SYN had arrived in LISTEN and
         the SYN,ACK had been sent. The returning ACK is fed next and establishes it.
-        The cookie SYN,ACK offered no window scaling, SACK or timestamps."""
+
+        What the cookie SYN,ACK agreed to comes back in the ACK's TSecr (see
+        core/syncookies.py): the peer's window shift, SACK-permitted, and `peer_tsval`
+        (the ACK's TSval) when timestamps are in use; all None/False when the SYN had
+        no timestamps, so the cookie SYN,ACK offered none of them."""
         if self.state is not State.LISTEN or not self.remote_port:
             raise InvalidOperation("resume_from_cookie", self.state, "needs a spawned LISTEN")
         self._trace_note(now, "rebuilt from a SYN cookie")
+        config = self.config
         self.irs = peer_isn
         self.rcv_nxt = seq_add(peer_isn, 1)
-        self.snd_mss = max(peer_mss, self.config.min_peer_mss)
-        self.rcv_wscale_offered = False
-        self.snd_wscale = self.rcv_wscale = 0
-        self.ts_enabled = False
-        self.sack_enabled = False
-        self._cc = make_controller(self.config.congestion_control, self.effective_mss)
+        self.snd_mss = max(peer_mss, config.min_peer_mss)
+        # RFC 7323 2.2 / 2.3: both SYNs carried window scale; a shift above 14 is 14.
+        scaling = config.window_scaling and peer_window_scale is not None
+        self.rcv_wscale_offered = scaling
+        if scaling and peer_window_scale is not None:
+            self.snd_wscale = min(peer_window_scale, MAX_WINDOW_SHIFT)
+            self.rcv_wscale = window_shift_for(config.receive_buffer_size)
+        else:
+            self.snd_wscale = self.rcv_wscale = 0
+        self.ts_enabled = config.timestamps and peer_tsval is not None
+        if peer_tsval is not None and self.ts_enabled:
+            self.ts_recent = peer_tsval
+        self.sack_enabled = config.sack and sack_permitted
+        self._cc = make_controller(config.congestion_control, self.effective_mss)
         self._choose_iss(now)
+        # Our SYN,ACK acknowledged RCV.NXT (RFC 7323 4.3 Last.ACK.sent).
+        self._last_ack_sent = self.rcv_nxt
         self._transition(Trigger.RCV_SYN, now)
         self.snd_nxt = self.snd_max = seq_add(self.iss, 1)
         self._wake()
@@ -399,7 +539,7 @@ class Connection:
         self._trace_user(call, now)
         # Segments not yet collected by the driver are not sent: RFC 9293 3.10.5 gives
         # every queued SEND a "reset" response; only the RST goes out.
-        self._outbox.clear()
+        self._outbox = None
         if state in (State.SYN_RECEIVED, State.ESTABLISHED, State.FIN_WAIT_1) or state in (
             State.FIN_WAIT_2,
             State.CLOSE_WAIT,
@@ -416,18 +556,31 @@ class Connection:
     def segments_to_send(self, *, now: int) -> list[Segment]:
         """Everything this connection wants on the wire, oldest first; drains the queue."""
         out = self._outbox
-        if out:
-            self._outbox = []
-            if self._tracer is not None:
-                # Traced when it leaves, so a bare ACK merged into a later segment
-                # before the driver collected it never shows as sent.
-                for seg in out:
-                    self._tracer(TraceRecord(now, TraceKind.SEGMENT_OUT, self.label, {}, seg))
+        if not out:
+            return []
+        self._outbox = None
+        if self._tracer is not None:
+            # Traced when it leaves, so a bare ACK merged into a later segment before
+            # the driver collected it never shows as sent.
+            for seg in out:
+                self._tracer(TraceRecord(now, TraceKind.SEGMENT_OUT, self.label, {}, seg))
         return out
 
     def next_event(self) -> Event | None:
         """The next event for the application, or None."""
-        return self._events.popleft() if self._events else None
+        events = self._events
+        if events is None:
+            return None
+        event = events.popleft()
+        if not events:
+            self._events = None  # an idle connection keeps no empty deque (760 bytes)
+        return event
+
+    def _post(self, event: Event) -> None:
+        """Queue an event for next_event()."""
+        if self._events is None:
+            self._events = deque()
+        self._events.append(event)
 
     def next_timer(self) -> int | None:
         """The earliest armed deadline (µs), or None. Pure."""
@@ -494,6 +647,8 @@ class Connection:
     def effective_mss(self) -> int:
         """Eff.snd.MSS (RFC 9293 3.7.1): payload bytes per full segment, after options."""
         mss = min(self.snd_mss, self.config.mss)
+        if self.pmtu_mss is not None and self.pmtu_mss < mss:
+            mss = self.pmtu_mss
         if self.ts_enabled:
             mss -= TIMESTAMP_OPTION_SPACE
         return max(mss, 1)
@@ -799,34 +954,141 @@ class Connection:
         self._flush(now)
         self._wake()
 
+    def receive_icmp_error(self, report: IcmpReport, *, now: int) -> str:
+        """An ICMP error quoting one of our segments (RFC 9293 3.9.2.2, MUST-54).
+
+        Returns the verdict (the Endpoint counts it as icmp.<verdict>):
+        "seq_out_of_window" (dropped: RFC 5927 4.1), "soft_error" (recorded in
+        `icmp_error`, the connection goes on), "hard_error" (SYN_SENT ended with
+        Closed(UNREACHABLE)), "pmtu_lowered" or "pmtu_not_lower". Never raises.
+        """
+        seq = report.seq
+        # RFC 5927 4.1: act only if SND.UNA =< SEG.SEQ < SND.NXT. SND.MAX stands for
+        # SND.NXT here: after a timeout SND.NXT goes back to SND.UNA, but the segments
+        # up to SND.MAX were sent and may still draw errors.
+        if not (seq_le(self.snd_una, seq) and seq_lt(seq, self.snd_max)):
+            self._trace_icmp(
+                report,
+                now,
+                "seq_out_of_window",
+                "quoted SEG.SEQ outside SND.UNA..SND.NXT (RFC 5927 4.1)",
+            )
+            return "seq_out_of_window"
+        if report.kind is IcmpKind.FRAGMENTATION_NEEDED:
+            return self._lower_path_mtu(report, now)
+        self.icmp_error = report
+        if report.kind.hard and self.state is State.SYN_SENT:
+            # RFC 1122 4.2.3.9 / SHLD-26: a hard error SHOULD abort. Linux's tcp_v4_err
+            # ends a connection in SYN_SENT on it, so connect() fails at once (with
+            # ECONNREFUSED for port unreachable) instead of after the SYN retries. In
+            # synchronized states hard errors are only recorded, as soft errors: RFC 5927
+            # 5.2's defence against blind resets by forged ICMP, which Linux applies too.
+            # SYN_RECEIVED keeps going as well (Linux drops only the request socket).
+            self._trace_icmp(
+                report,
+                now,
+                "hard_error",
+                "hard error in SYN_SENT: the connection attempt ends (RFC 1122 4.2.3.9)",
+            )
+            self._send_buffer.clear()
+            self._enter_closed(Trigger.RCV_ICMP_HARD_ERROR, CloseReason.UNREACHABLE, now)
+            self._wake()
+            return "hard_error"
+        # RFC 9293 MUST-56 (RFC 1122 4.2.3.9): soft errors MUST NOT abort; the error is
+        # made available: reported if the connection then times out (Linux's sk_err_soft).
+        self._trace_icmp(
+            report, now, "soft_error", "soft error recorded, the connection goes on (MUST-56)"
+        )
+        return "soft_error"
+
+    def _lower_path_mtu(self, report: IcmpReport, now: int) -> str:
+        """Fragmentation needed / packet too big: lower the MSS to the path MTU (RFC
+        1191 6.4, RFC 8201 5.4), never below the floor, never raised by ICMP."""
+        mss = mss_for_path_mtu(report.mtu, ipv6=report.ipv6)
+        # The path's limit so far (our own MSS until ICMP taught us less); the peer's
+        # MSS option is a separate limit, applied in effective_mss.
+        current = self.config.mss if self.pmtu_mss is None else self.pmtu_mss
+        if mss >= current:
+            detail = f"path MTU {report.mtu}: MSS {mss} is not below {current}"
+            self._trace_icmp(report, now, "pmtu_not_lower", detail)
+            return "pmtu_not_lower"
+        self.pmtu_mss = mss
+        detail = f"path MTU {report.mtu}: MSS {current} -> {mss}"
+        self._trace_icmp(report, now, "pmtu_lowered", detail)
+        if self._syn_acked and self.state in _SENDING_STATES and self.snd_una != self.snd_max:
+            # The router dropped the quoted segment and every later one as big. RFC 1191
+            # 6.5 allows resending at once rather than after a timeout; like Linux's
+            # tcp_simple_retransmit, go back to SND.UNA at the new size without treating
+            # the loss as congestion (no cwnd reduction, no RTO backoff).
+            self._rtt_timed_seq = None  # Karn's rule: no RTT sample from a resent segment
+            self.snd_nxt = self.snd_una
+            self._transmit(now)
+        self._wake()
+        return "pmtu_lowered"
+
+    def _trace_icmp(self, report: IcmpReport, now: int, verdict: str, reason: str) -> None:
+        if self._tracer is not None:
+            self._tracer(
+                TraceRecord(
+                    now,
+                    TraceKind.EVENT,
+                    self.label,
+                    {
+                        "note": f"ICMP {report.kind.value} for seq {report.seq}: {reason}",
+                        "icmp": report.kind.value,
+                        "reporter": report.reporter,
+                        "seq": report.seq,
+                        "mtu": report.mtu,
+                        "verdict": verdict,
+                        "state": self.state.value,
+                    },
+                )
+            )
+
     def _segment_in_closed(self, seg: Segment, now: int) -> None:
         # RFC 9293 3.10.7.1: all data discarded; a non-RST gets a RST in reply.
         if seg.flags & Flag.RST:
-            self._verdict(seg, now, "drop", "RST in CLOSED is discarded (3.10.7.1)")
+            self._verdict(
+                seg, now, "drop", "RST in CLOSED is discarded (3.10.7.1)", "conn.closed_rst"
+            )
             return
-        self._verdict(seg, now, "reset", "segment in CLOSED answered with RST (3.10.7.1)")
+        self._verdict(
+            seg, now, "reset", "segment in CLOSED answered with RST (3.10.7.1)", "conn.closed_reset"
+        )
         self._emit(reset_for(seg), now)
 
     def _segment_in_listen(self, seg: Segment, now: int) -> None:
         flags = seg.flags
         # RFC 9293 3.10.7.2 first: an incoming RST is ignored.
         if flags & Flag.RST:
-            self._verdict(seg, now, "drop", "RST in LISTEN is ignored (3.10.7.2)")
+            self._verdict(
+                seg, now, "drop", "RST in LISTEN is ignored (3.10.7.2)", "conn.listen_rst"
+            )
             return
         # Second: any ACK is bad in LISTEN: <SEQ=SEG.ACK><CTL=RST>.
         if flags & Flag.ACK:
-            self._verdict(seg, now, "reset", "ACK in LISTEN answered with RST (3.10.7.2)")
+            self._verdict(
+                seg, now, "reset", "ACK in LISTEN answered with RST (3.10.7.2)", "conn.listen_ack"
+            )
             self._emit(reset_for(seg), now)
             return
         # Third: a SYN starts a connection. A SYN that also carries FIN is nonsense
         # that only scanners send; Linux discards it, and so do we.
         if flags & Flag.SYN and flags & Flag.FIN:
-            self._verdict(seg, now, "drop", "SYN with FIN in LISTEN is discarded")
+            self._verdict(
+                seg, now, "drop", "SYN with FIN in LISTEN is discarded", "conn.listen_syn_fin"
+            )
             return
         if flags & Flag.SYN:
             if self.remote_port and seg.src_port != self.remote_port:
                 # A fully specified passive OPEN only takes its own foreign socket.
-                self._verdict(seg, now, "reset", "SYN from another peer than the OPEN named")
+                self._verdict(
+                    seg,
+                    now,
+                    "reset",
+                    "SYN from another peer than the OPEN named",
+                    "conn.listen_wrong_peer",
+                )
                 self._emit(reset_for(seg), now)
                 return
             self._verdict(seg, now, "accept", "SYN in LISTEN (3.10.7.2)")
@@ -845,16 +1107,30 @@ class Connection:
             self._send_syn(now)
             return
         # Fourth: anything else is dropped.
-        self._verdict(seg, now, "drop", "no SYN, ACK or RST in LISTEN (3.10.7.2)")
+        self._verdict(
+            seg, now, "drop", "no SYN, ACK or RST in LISTEN (3.10.7.2)", "conn.listen_no_syn"
+        )
 
     def _segment_in_syn_sent(self, seg: Segment, now: int) -> None:
         flags = seg.flags
         # RFC 9293 3.10.7.3 first: check the ACK field.
         if flags & Flag.ACK and (seq_le(seg.ack, self.iss) or seq_gt(seg.ack, self.snd_max)):
             if flags & Flag.RST:
-                self._verdict(seg, now, "drop", "RST with unacceptable ACK in SYN_SENT")
+                self._verdict(
+                    seg,
+                    now,
+                    "drop",
+                    "RST with unacceptable ACK in SYN_SENT",
+                    "conn.syn_sent_bad_ack_rst",
+                )
             else:
-                self._verdict(seg, now, "reset", "unacceptable ACK in SYN_SENT (3.10.7.3)")
+                self._verdict(
+                    seg,
+                    now,
+                    "reset",
+                    "unacceptable ACK in SYN_SENT (3.10.7.3)",
+                    "conn.syn_sent_bad_ack",
+                )
                 self._emit(Segment(self.local_port, self.remote_port, seg.ack, 0, Flag.RST), now)
             return
         ack_acceptable = bool(flags & Flag.ACK)  # here: SND.UNA < SEG.ACK =< SND.NXT
@@ -865,11 +1141,23 @@ class Connection:
                 self._verdict(seg, now, "reset", "RST acknowledging our SYN: refused")
                 self._enter_closed(Trigger.RCV_RST, CloseReason.REFUSED, now)
             else:
-                self._verdict(seg, now, "drop", "RST without ACK in SYN_SENT (3.10.7.3)")
+                self._verdict(
+                    seg,
+                    now,
+                    "drop",
+                    "RST without ACK in SYN_SENT (3.10.7.3)",
+                    "conn.syn_sent_rst_no_ack",
+                )
             return
         # Fourth: the SYN bit.
         if not flags & Flag.SYN:
-            self._verdict(seg, now, "drop", "neither SYN nor RST in SYN_SENT (3.10.7.3)")
+            self._verdict(
+                seg,
+                now,
+                "drop",
+                "neither SYN nor RST in SYN_SENT (3.10.7.3)",
+                "conn.syn_sent_no_syn",
+            )
             return
         self.irs = seg.seq
         self.rcv_nxt = seq_add(seg.seq, 1)
@@ -879,7 +1167,7 @@ class Connection:
             self._ack_advances(seg.ack, now)
             self._update_send_window(seg, force=True)
             self._transition(Trigger.RCV_SYN_ACK, now)
-            self._events.append(Established())
+            self._post(Established())
             # <SEQ=SND.NXT><ACK=RCV.NXT><CTL=ACK>; queued data MAY ride along (the flush
             # after this segment sends data first, a bare ACK only if there is none).
             self._need_ack = True
@@ -932,7 +1220,7 @@ class Connection:
             self._ack_advances(seg.ack, now)
             self._update_send_window(seg, force=True)
             self._transition(Trigger.RCV_ACK_OF_SYN, now)
-            self._events.append(Established())
+            self._post(Established())
             return
 
         # RFC 7323 5.3 R1 (PAWS): a timestamp older than TS.Recent marks an old
@@ -944,30 +1232,37 @@ class Connection:
             and not flags & Flag.RST
             and seq_lt(timestamp[0], self.ts_recent)
         ):
-            self._verdict(seg, now, "ack", "PAWS: timestamp older than TS.Recent (RFC 7323)")
-            self._need_ack = True
+            # Linux rate limits this ACK like any out-of-window one (TCPACKSkippedPAWS).
+            self._ack_unacceptable(
+                seg, now, "PAWS: timestamp older than TS.Recent (RFC 7323)", "conn.paws"
+            )
             return
 
         # First: is the segment acceptable (3.10.7.4 table)?
         start, payload, acceptable = self._check_sequence(seg)
         if not acceptable:
             if flags & Flag.RST:
-                self._verdict(seg, now, "drop", "RST outside the window (3.10.7.4)")
+                self._verdict(
+                    seg, now, "drop", "RST outside the window (3.10.7.4)", "conn.rst_out_of_window"
+                )
                 return
             if flags & Flag.SYN and state is not State.SYN_RECEIVED:
                 # RFC 5961 4.2: a SYN in a synchronized state gets a challenge ACK
                 # "irrespective of the sequence number", so it is rate limited too.
-                self._challenge_ack(seg, now, "SYN outside the window: challenge ACK")
+                self._challenge_ack(
+                    seg, now, "SYN outside the window: challenge ACK", "conn.syn_out_of_window"
+                )
                 return
             ends_at_rcv_nxt = seg.seg_len > 0 and seg.end_seq == self.rcv_nxt
             if state is State.TIME_WAIT and flags & Flag.FIN and ends_at_rcv_nxt:
                 # The peer's FIN again: our last ACK was lost. ACK it and restart 2*MSL
                 # (RFC 9293 3.10.7.4 eighth step, TIME-WAIT; seed claim C11a).
-                self._verdict(seg, now, "ack", "retransmitted FIN in TIME_WAIT: re-ACK")
+                self._verdict(
+                    seg, now, "ack", "retransmitted FIN in TIME_WAIT: re-ACK", "conn.time_wait_fin"
+                )
                 self._need_ack = True
                 self._arm_time_wait(now)
                 return
-            self._need_ack = True
             if (
                 ends_at_rcv_nxt
                 and state is not State.SYN_RECEIVED
@@ -978,18 +1273,32 @@ class Connection:
                 # its FIN because our ACK was lost) still carries a current ACK. Linux
                 # takes such ACKs (tcp_sequence accepts end_seq >= RCV.NXT); the strict
                 # table would drop them and cost the peer a retransmission round.
-                self._verdict(seg, now, "ack", "old duplicate: ACK it, use its ACK field")
+                self._need_ack = True
                 self._update_timestamp(seg)
-                self._process_ack(seg, False, now)
+                # Counted as a duplicate only when the ACK step keeps the segment: a
+                # challenge ACK there has its own counter, and an ACK that completes our
+                # close is taken, not dropped (one counter per dropped input).
+                if self._process_ack(seg, False, now):
+                    self._verdict(
+                        seg,
+                        now,
+                        "ack",
+                        "old duplicate: ACK it, use its ACK field",
+                        "conn.old_duplicate",
+                    )
                 return
-            self._verdict(seg, now, "ack", "unacceptable segment answered with ACK (3.10.7.4)")
+            self._ack_unacceptable(
+                seg, now, "unacceptable segment answered with ACK (3.10.7.4)", "conn.out_of_window"
+            )
             return
         self._update_timestamp(seg)
 
         # Second: the RST bit (with the RFC 5961 exact-match rule RFC 9293 adopts).
         if flags & Flag.RST:
             if seg.seq != self.rcv_nxt:
-                self._challenge_ack(seg, now, "in-window RST, not RCV.NXT: challenge ACK")
+                self._challenge_ack(
+                    seg, now, "in-window RST, not RCV.NXT: challenge ACK", "conn.rst_not_exact"
+                )
                 return
             self._verdict(seg, now, "reset", f"RST in {state.value} (3.10.7.4)")
             if state is State.SYN_RECEIVED and self.passive_open:
@@ -1014,16 +1323,24 @@ class Connection:
         # Fourth: the SYN bit.
         if flags & Flag.SYN:
             if state is State.SYN_RECEIVED and self.passive_open:
-                self._verdict(seg, now, "drop", "SYN in SYN_RECEIVED: back to LISTEN")
+                self._verdict(
+                    seg,
+                    now,
+                    "drop",
+                    "SYN in SYN_RECEIVED: back to LISTEN",
+                    "conn.syn_in_syn_received",
+                )
                 self._return_to_listen(Trigger.RCV_SYN_RETURN_TO_LISTEN, now)
                 return
             # RFC 9293 3.10.7.4 fourth step (MUST per RFC 5961 section 4): challenge ACK.
-            self._challenge_ack(seg, now, "SYN in a synchronized state: challenge ACK")
+            self._challenge_ack(
+                seg, now, "SYN in a synchronized state: challenge ACK", "conn.syn_synchronized"
+            )
             return
 
         # Fifth: the ACK field. Without ACK the segment is dropped.
         if not flags & Flag.ACK:
-            self._verdict(seg, now, "drop", "no ACK bit (3.10.7.4 fifth step)")
+            self._verdict(seg, now, "drop", "no ACK bit (3.10.7.4 fifth step)", "conn.no_ack")
             return
         fin_in_order = self._fin_in_order(seg, start, payload)
         if not self._process_ack(seg, fin_in_order, now):
@@ -1102,23 +1419,33 @@ class Connection:
                 self._ack_advances(ack, now)
                 self._update_send_window(seg, force=True)
                 self._transition(Trigger.RCV_ACK_OF_SYN, now)
-                self._events.append(Established())
+                self._post(Established())
                 state = State.ESTABLISHED
             else:
                 # <SEQ=SEG.ACK><CTL=RST> for an unacceptable ACK.
-                self._verdict(seg, now, "reset", "unacceptable ACK in SYN_RECEIVED")
+                self._verdict(
+                    seg,
+                    now,
+                    "reset",
+                    "unacceptable ACK in SYN_RECEIVED",
+                    "conn.syn_received_bad_ack",
+                )
                 self._emit(Segment(self.local_port, self.remote_port, ack, 0, Flag.RST), now)
                 return False
         if seq_gt(ack, self.snd_max):
             # Acknowledges something not yet sent: ACK and drop (3.10.7.4; RFC 5961 5.2
             # makes the ACK a rate-limited challenge ACK).
-            self._challenge_ack(seg, now, "ACK for data not yet sent: drop, challenge ACK")
+            self._challenge_ack(
+                seg, now, "ACK for data not yet sent: drop, challenge ACK", "conn.ack_unsent"
+            )
             return False
         if seq_lt(ack, seq_sub(self.snd_una, self.max_snd_wnd)):
             # RFC 5961 5.2 (RFC 9293 3.10.7.4 fifth step, MAY-12): an ACK older than
             # SND.UNA - MAX.SND.WND cannot be a genuine duplicate: drop the segment
             # (its text too) and send a challenge ACK.
-            self._challenge_ack(seg, now, "ACK below SND.UNA - MAX.SND.WND: challenge ACK")
+            self._challenge_ack(
+                seg, now, "ACK below SND.UNA - MAX.SND.WND: challenge ACK", "conn.ack_too_old"
+            )
             return False
         if self.sack_enabled and seg.options is not NO_OPTIONS and seg.options.sack_blocks:
             self._take_sack_blocks(seg.options.sack_blocks)
@@ -1272,13 +1599,14 @@ class Connection:
             self.snd_nxt = ack
         self.retransmissions = 0
         self._rtx_stamp = None
+        self.icmp_error = None  # something worked: forget a soft error (Linux's tcp_ack)
         # RFC 6298 5.2-5.3: all acknowledged -> stop the timer, else restart it.
         self._stop_retransmit(now)
         if self.snd_una != self.snd_max:
             self._arm_retransmit(now)
         if self._send_space_wanted and self.send_space > 0:
             self._send_space_wanted = False
-            self._events.append(SendSpaceAvailable(self.send_space))
+            self._post(SendSpaceAvailable(self.send_space))
 
     def _scaled_window(self, seg: Segment) -> int:
         # RFC 7323 2.2: the window field of a SYN is never scaled.
@@ -1306,6 +1634,10 @@ class Connection:
         if state not in _RECEIVING_STATES:
             # CLOSE_WAIT, CLOSING, LAST_ACK, TIME_WAIT: the peer's FIN came already, so
             # new text or FIN cannot arrive; ignore them (3.10.7.4 seventh step).
+            if payload:
+                self._verdict(
+                    seg, now, "drop", "text after the peer's FIN ignored", "conn.text_after_fin"
+                )
             return
         if (
             payload
@@ -1315,7 +1647,7 @@ class Connection:
         ):
             # The application closed and can never read this: answer with RST so the
             # peer knows its data was lost (RFC 9293 3.6.1; Linux's TCPAbortOnData).
-            self._trace_note(now, "text after close(): reset")
+            self._verdict(seg, now, "reset", "text after close(): reset", "conn.text_after_close")
             self._emit(Segment(self.local_port, self.remote_port, self.snd_nxt, 0, Flag.RST), now)
             self._enter_closed(Trigger.RCV_DATA_AFTER_CLOSE, CloseReason.ABORTED, now)
             return
@@ -1329,7 +1661,7 @@ class Connection:
                 self._take_reassembled()
                 # RFC 5681 4.2: ACK at once when a segment fills (part of) a gap.
                 self._need_ack = True
-            self._events.append(DataAvailable(len(self._receive_buffer)))
+            self._post(DataAvailable(len(self._receive_buffer)))
             self._ack_received_data(len(payload))
         elif seg.payload:
             # Text that the first step cut away entirely: RCV.WND is 0 and only the
@@ -1359,7 +1691,7 @@ class Connection:
             self._advertised_edge = seq_add(self._advertised_edge, 1)
         self._fin_received = True
         self._ooo_fin_offset = None
-        self._events.append(EndOfStream())
+        self._post(EndOfStream())
         if state is State.ESTABLISHED:
             # Linux delays the ACK of a FIN that moves it to CLOSE_WAIT (pingpong mode),
             # so an application that closes at once sends FIN+ACK: three segments.
@@ -1392,8 +1724,18 @@ class Connection:
         """Text beyond RCV.NXT: keep it for reassembly (bounded), ACK at once (RFC 5681
         4.2) so the sender sees a duplicate ACK, with SACK blocks when agreed."""
         offset = self._receive_offset + seq_sub(start, self.rcv_nxt)
+        stack_refusals = self.stats["limit.reassembly_bytes"]
         stored = self._reassembly.add(offset, payload, self._receive_offset)
-        if not stored and self._reassembly.held + len(payload) > self._reassembly.max_bytes:
+        if (
+            not stored
+            and self.stats["limit.reassembly_bytes"] == stack_refusals
+            and not any(
+                s <= offset and offset + len(payload) <= e for s, e in self._reassembly.blocks()
+            )
+        ):
+            # Not a duplicate of held text and not refused by the Endpoint's budget
+            # (counted there): this connection's byte or block limit refused it.
+            self.stats["limit.reassembly_connection"] += 1
             self._trace_note(now, "out-of-order text dropped: reassembly limit")
         if seg.flags & Flag.FIN and seq_add(start, len(payload)) == seq_add(seg.end_seq, -1):
             # The FIN follows the last octet of text only if the first step did not cut
@@ -1496,8 +1838,16 @@ class Connection:
         if self.snd_una == self.snd_max and now - self._last_send_time > self._rtt.rto:
             # RFC 5681 4.1: restart from the initial window after an idle RTO.
             cc.on_idle_restart(now - self._last_send_time, self._rtt.rto, now)
-        mss = self.effective_mss
         buffer = self._send_buffer
+        if (
+            not self._fin_queued
+            and seq_sub(self.snd_nxt, self._send_buffer_seq) >= len(buffer)
+            and not (self.sack_enabled and self._scoreboard.sacked)
+        ):
+            # Nothing queued beyond SND.NXT and no FIN: the loop below would find nothing
+            # to send (every segment a receiver takes ends here). Issue 9: skip it.
+            return
+        mss = self.effective_mss
         nodelay = self.config.nodelay
         while True:
             offset = seq_sub(self.snd_nxt, self._send_buffer_seq)
@@ -1721,6 +2071,13 @@ class Connection:
             )
         if timestamp is None and not blocks:
             return NO_OPTIONS
+        if not blocks:
+            # Options are immutable: segments sent within one TSval tick with the same
+            # TS.Recent share one object instead of building one per segment (issue 9).
+            last = self._timestamp_options
+            if last.timestamp != timestamp:
+                last = self._timestamp_options = Options(timestamp=timestamp)
+            return last
         return Options(timestamp=timestamp, sack_blocks=blocks)
 
     def _ts_clock(self, now: int) -> int:
@@ -1781,6 +2138,8 @@ class Connection:
                     self._stop_delayed_ack()
                 self._full_segments_unacked = 0
         out = self._outbox
+        if out is None:
+            out = self._outbox = []
         if (
             out
             and flags & Flag.ACK
@@ -1838,7 +2197,8 @@ class Connection:
         """SYN_RECEIVED from a passive OPEN goes back to LISTEN (3.10.7.4)."""
         self._stop_retransmit(now)
         self._send_buffer.clear()
-        self.remote_ip, self.remote_port = self._listen_remote
+        if self._listen_remote is not None:
+            self.remote_ip, self.remote_port = self._listen_remote
         self._need_ack = False
         self._stop_delayed_ack()
         # The next SYN starts a new connection: its SYN,ACK gets the initial RTO (RFC
@@ -1859,7 +2219,7 @@ class Connection:
         self._scoreboard.clear()
         self._transition(trigger, now)
         self.close_reason = reason
-        self._events.append(Closed(reason))
+        self._post(Closed(reason))
 
     # ------------------------------------------------------------------ internals
 
@@ -1901,9 +2261,7 @@ class Connection:
         self._send_buffer_seq = seq_add(self.iss, 1)
         # RFC 6582 3.2 step 1: "recover" starts at the initial send sequence number.
         self._recover = self.iss
-        # RFC 7323 5.4 / 7.1: TSval starts at a per-connection offset, not at the
-        # host's clock. Mixing the ISN (keyed in production, RFC 6528) gives one.
-        self._ts_offset = (self.iss * 0x9E3779B1) & MASK
+        self._ts_offset = timestamp_offset(self.iss)
 
     def _take_syn_options(self, seg: Segment) -> None:
         """Learn the peer's MSS and which optional mechanisms both ends use."""
@@ -1937,27 +2295,49 @@ class Connection:
         free = max(config.receive_buffer_size - len(self._receive_buffer), 0)
         self._advertised_edge = seq_add(self.rcv_nxt, min(free, MAX_UNSCALED_WINDOW))
 
-    def _challenge_ack(self, seg: Segment, now: int, reason: str) -> None:
+    def _challenge_ack(self, seg: Segment, now: int, reason: str, counter: str) -> None:
         """Drop `seg` and answer with <SEQ=SND.NXT><ACK=RCV.NXT><CTL=ACK> (RFC 5961), unless
-        the shared limiter says the rate limit is reached (RFC 5961 7): then only drop."""
+        the shared limiter says the rate limit is reached (RFC 5961 7): then only drop.
+        `counter` names the drop; the limiter counts its own decision separately."""
         limiter = self._challenge_limiter
         if limiter is not None and not limiter.allow(now):
-            self._verdict(seg, now, "drop", reason + " (rate limited, RFC 5961 7)")
+            self._verdict(seg, now, "drop", reason + " (rate limited, RFC 5961 7)", counter)
             return
-        self._verdict(seg, now, "challenge", reason)
+        self._verdict(seg, now, "challenge", reason, counter)
         self._need_ack = True
 
-    def _verdict(self, seg: Segment, now: int, verdict: str, reason: str) -> None:
+    def _ack_unacceptable(self, seg: Segment, now: int, reason: str, counter: str) -> None:
+        """Drop `seg` and answer with <SEQ=SND.NXT><ACK=RCV.NXT><CTL=ACK> (RFC 9293
+        3.10.7.4 first step), at most once per Config.invalid_ack_ratelimit.
+
+        Like Linux's tcp_oow_rate_limited (net.ipv4.tcp_invalid_ratelimit, 500 ms), only
+        segments without text (no SEQ space, or a SYN) are limited: a retransmission
+        carrying data always gets its duplicate ACK, which loss recovery needs, while two
+        stacks that disagree about the window cannot ping-pong bare ACKs for ever.
+        """
+        interval = self.config.invalid_ack_ratelimit
+        if interval > 0 and (seg.seg_len == 0 or seg.flags & Flag.SYN):
+            last = self._last_oow_ack_at
+            if last is not None and 0 <= now - last < interval:
+                self.stats["invalid_ack.rate_limited"] += 1
+                self._verdict(seg, now, "drop", reason + " (ACK rate limited)", counter)
+                return
+            self._last_oow_ack_at = now
+        self._verdict(seg, now, "ack", reason, counter)
+        self._need_ack = True
+
+    def _verdict(
+        self, seg: Segment, now: int, verdict: str, reason: str, counter: str | None = None
+    ) -> None:
+        """Trace what became of `seg`. `counter` names a drop (the segment, or its text,
+        is not taken): it is counted in `stats` and shown in the trace record."""
+        if counter is not None:
+            self.stats[counter] += 1
         if self._tracer is not None:
-            self._tracer(
-                TraceRecord(
-                    now,
-                    TraceKind.SEGMENT_IN,
-                    self.label,
-                    {"verdict": verdict, "reason": reason, "state": self.state.value},
-                    seg,
-                )
-            )
+            data = {"verdict": verdict, "reason": reason, "state": self.state.value}
+            if counter is not None:
+                data["counter"] = counter
+            self._tracer(TraceRecord(now, TraceKind.SEGMENT_IN, self.label, data, seg))
 
     def _trace_user(self, call: str, now: int) -> None:
         if self._tracer is not None:

@@ -16,16 +16,29 @@ from dataclasses import dataclass, field
 from functools import lru_cache
 
 from tcpstack.core.codec import decode_segment
-from tcpstack.core.config import Config
-from tcpstack.core.connection import Connection, FourTuple, IsnGenerator, reset_for
+from tcpstack.core.config import MILLISECOND, Config
+from tcpstack.core.connection import (
+    Connection,
+    FourTuple,
+    IsnGenerator,
+    reset_for,
+    timestamp_offset,
+    window_shift_for,
+)
 from tcpstack.core.errors import AddressInUse, InvalidOperation, MalformedSegment
+from tcpstack.core.icmp import IcmpReport
 from tcpstack.core.ratelimit import DEFAULT_CHALLENGE_ACK_LIMIT, ChallengeAckLimiter
 from tcpstack.core.reassembly import DEFAULT_ENDPOINT_REASSEMBLY_BYTES, ReassemblyBudget
 from tcpstack.core.segment import Datagram, Flag, Options, Segment
-from tcpstack.core.seq import seq_add
+from tcpstack.core.seq import MASK, seq_add
 from tcpstack.core.state import State, Trigger
-from tcpstack.core.syncookies import SynCookies
-from tcpstack.core.timewait import TimeWaitEntry, TimeWaitVerdict, entry_from
+from tcpstack.core.syncookies import (
+    SynCookies,
+    cookie_tsval,
+    decode_ts_options,
+    encode_ts_options,
+)
+from tcpstack.core.timewait import TimeWaitEntry, TimeWaitTable, TimeWaitVerdict
 from tcpstack.core.trace import TraceKind, Tracer, TraceRecord
 
 # Linux's default net.ipv4.ip_local_port_range.
@@ -123,7 +136,7 @@ class Endpoint:
         # Connections in TIME_WAIT, kept as compact entries (see core/timewait.py).
         # At most max_time_wait of them, like Linux's tcp_max_tw_buckets: past it a
         # closing connection skips TIME_WAIT and the overflow is counted.
-        self.time_wait: dict[FourTuple, TimeWaitEntry] = {}
+        self.time_wait = TimeWaitTable(address)
         self.max_time_wait = max_time_wait
         # RFC 1337: ignore RST in TIME_WAIT (Linux's net.ipv4.tcp_rfc1337, off).
         self.rfc1337 = rfc1337
@@ -144,14 +157,16 @@ class Endpoint:
         # dropped (the sender retransmits) and counted as limit.reassembly_bytes.
         self.reassembly_budget = ReassemblyBudget(max_reassembly_bytes, stats=self.stats)
         self._dirty: dict[Connection, None] = {}  # insertion-ordered set
+        # One bound method shared by every connection (not 64 bytes per connection).
+        self._wake_callback = self._on_wake
         self._woken: dict[Connection, None] = {}
         self._track_woken = track_woken
         self._pending_output: dict[Connection, None] = {}
         self._outbox: list[Datagram] = []
-        # One heap for every deadline: a connection's next timer, or a TIME_WAIT
-        # entry's end (keyed by its 4-tuple). Stale entries are skipped lazily.
-        self._timer_heap: list[tuple[int, int, Connection | FourTuple]] = []
-        self._armed: dict[Connection | FourTuple, int] = {}
+        # One heap for every connection's next timer (TIME_WAIT entries expire from
+        # their table's FIFOs instead). Stale entries are skipped lazily.
+        self._timer_heap: list[tuple[int, int, Connection]] = []
+        self._armed: dict[Connection, int] = {}
         self._timer_serial = 0
 
     # ------------------------------------------------------------------ user calls
@@ -303,8 +318,9 @@ class Endpoint:
             tracer=self._tracer,
             challenge_limiter=self.challenge_limiter,
             reassembly_budget=self.reassembly_budget,
+            stats=self.stats,
         )
-        conn.on_wake = self._on_wake
+        conn.on_wake = self._wake_callback
         self.connections[key] = conn
         return conn
 
@@ -374,6 +390,24 @@ class Endpoint:
         else:
             self._reply(now, src, "no_connection", reset_for(seg), seg)
 
+    def receive_icmp_error(self, report: IcmpReport, *, now: int) -> str:
+        """An ICMP error quoting one of our segments, parsed by the driver: hand it to
+        the connection of the quoted 4-tuple (RFC 9293 3.9.2.2, MUST-54), which checks
+        and acts on it (see Connection.receive_icmp_error and core/icmp.py).
+
+        Returns the verdict, counted as stats["icmp.<verdict>"]; "no_connection" when
+        no connection holds the 4-tuple (TIME_WAIT entries have nothing in flight).
+        """
+        conn = self.connections.get(report.four_tuple)
+        if conn is None:
+            label = "{}:{}>{}:{}".format(*report.four_tuple)
+            self._drop(now, "icmp.no_connection", f"ICMP {report.kind.value} for {label}")
+            return "no_connection"
+        verdict = conn.receive_icmp_error(report, now=now)
+        self.stats[f"icmp.{verdict}"] += 1
+        self._settle(conn, now)
+        return verdict
+
     def _to_listener(self, listener: Listener, src: str, seg: Segment, now: int) -> None:
         """RFC 9293 3.10.7.2 for a segment that matches only a listener."""
         flags = seg.flags
@@ -419,8 +453,26 @@ class Endpoint:
         """SYN backlog full: answer with a SYN,ACK whose ISN is a SYN cookie, keep nothing."""
         config = listener.config if listener.config is not None else self.config
         key = (self.address, listener.port, src, seg.src_port)
-        peer_mss = seg.options.mss if seg.options.mss is not None else config.default_peer_mss
+        options = seg.options
+        peer_mss = options.mss if options.mss is not None else config.default_peer_mss
         cookie = cookies.make(key, seg.seq, peer_mss, now)
+        if config.timestamps and options.timestamp is not None:
+            # Window scale and SACK-permitted ride in TSval's low bits (syncookies.py);
+            # the SYN,ACK offers what the SYN offered and our config allows, as a
+            # normal SYN,ACK would (RFC 7323 2.2, 3.2; RFC 2018 2).
+            wscale = options.window_scale if config.window_scaling else None
+            sack = config.sack and options.sack_permitted
+            ts_clock = (now // MILLISECOND + timestamp_offset(cookie)) & MASK
+            tsval = cookie_tsval(ts_clock, encode_ts_options(wscale, sack))
+            shift = window_shift_for(config.receive_buffer_size)
+            offer = Options(
+                mss=config.mss,
+                window_scale=None if wscale is None else shift,
+                sack_permitted=sack,
+                timestamp=(tsval, options.timestamp[0]),
+            )
+        else:
+            offer = Options(mss=config.mss)
         answer = Segment(
             listener.port,
             seg.src_port,
@@ -429,7 +481,7 @@ class Endpoint:
             Flag.SYN | Flag.ACK,
             min(config.receive_buffer_size, 0xFFFF),
             0,
-            Options(mss=config.mss),
+            offer,
         )
         self._reply(now, src, "syn_cookie.sent", answer, seg, verdict="syn_cookie")
 
@@ -452,12 +504,30 @@ class Endpoint:
             return
         self.stats["syn_cookie.accepted"] += 1
         base = listener.config if listener.config is not None else self.config
-        config = base.with_changes(window_scaling=False, timestamps=False, sack=False)
+        timestamp = seg.options.timestamp
+        if base.timestamps and timestamp is not None:
+            # The cookie SYN,ACK carried TSval with the SYN's options; TSecr echoes it.
+            wscale, sack = decode_ts_options(timestamp[1])
+            config = base.with_changes(
+                window_scaling=base.window_scaling and wscale is not None,
+                sack=base.sack and sack,
+            )
+            peer_tsval: int | None = timestamp[0]
+        else:
+            wscale, sack, peer_tsval = None, False, None
+            config = base.with_changes(window_scaling=False, timestamps=False, sack=False)
         child = self._new_connection(key, config, lambda _tuple, _now: cookie)
         listener.embryonic.add(child)
         self._parent[child] = listener
         child.listen(now=now, spawned=True)
-        child.resume_from_cookie(peer_isn, peer_mss, now=now)
+        child.resume_from_cookie(
+            peer_isn,
+            peer_mss,
+            now=now,
+            peer_window_scale=wscale,
+            sack_permitted=sack,
+            peer_tsval=peer_tsval,
+        )
         child.receive_segment(seg, now=now)
         self._settle(child, now)
 
@@ -469,10 +539,11 @@ class Endpoint:
         verdict = entry.classify(seg, rfc1337=self.rfc1337)
         if (
             verdict is TimeWaitVerdict.ACK
-            and seg.flags & Flag.RST
+            and (seg.flags & Flag.RST or entry.acks_unsent(seg))
             and not self.challenge_limiter.allow(now)
         ):
-            # The ACK for an in-window RST is a challenge ACK: rate limited (RFC 5961 7).
+            # The ACK for an in-window RST or for an ACK of unsent data is a challenge
+            # ACK: rate limited (RFC 5961 7).
             verdict = TimeWaitVerdict.DROP
         self.stats[f"time_wait.{verdict.value}"] += 1
         if self._tracer is not None:
@@ -492,24 +563,17 @@ class Endpoint:
                 self._tracer(TraceRecord(now, TraceKind.SEGMENT_OUT, label, {}, answer))
             self._outbox.append(Datagram(self.address, src, answer))
             if verdict is TimeWaitVerdict.ACK_RESTART:
-                entry.restart(now)
-                self._arm(key, entry.deadline)
+                self.time_wait.restart(key, now)
             return True
         if verdict is TimeWaitVerdict.DROP:
             return True
         # KILL (RST) or REUSE (a new incarnation's SYN): the entry ends now.
         kill = verdict is TimeWaitVerdict.KILL
-        self._end_time_wait(key, entry, now, Trigger.RCV_RST if kill else Trigger.RCV_SYN_REUSE)
-        return kill
-
-    def _end_time_wait(
-        self, key: FourTuple, entry: TimeWaitEntry, now: int, trigger: Trigger
-    ) -> None:
-        del self.time_wait[key]
-        self._armed.pop(key, None)
-        conn = entry.connection()
+        conn = self.time_wait.remove(key)
         if conn is not None:
+            trigger = Trigger.RCV_RST if kill else Trigger.RCV_SYN_REUSE
             conn.expire_time_wait(now=now, trigger=trigger)
+        return kill
 
     def _reply(
         self,
@@ -546,7 +610,7 @@ class Endpoint:
 
     # ------------------------------------------------------------------ bookkeeping
 
-    def _arm(self, target: Connection | FourTuple, deadline: int) -> None:
+    def _arm(self, target: Connection, deadline: int) -> None:
         self._armed[target] = deadline
         self._timer_serial += 1
         heapq.heappush(self._timer_heap, (deadline, self._timer_serial, target))
@@ -589,7 +653,6 @@ class Endpoint:
 
     def _enter_time_wait(self, conn: Connection, now: int) -> None:
         """Replace a connection that entered TIME_WAIT by a compact entry."""
-        key = conn.four_tuple
         deadline = conn.timers().get("time_wait", now + conn.config.time_wait_duration)
         self._forget(conn)
         if len(self.time_wait) >= self.max_time_wait:
@@ -599,9 +662,7 @@ class Endpoint:
             conn.expire_time_wait(now=now, trigger=Trigger.TIME_WAIT_LIMIT)
             self._dirty.pop(conn, None)
             return
-        entry = entry_from(conn, deadline, now)
-        self.time_wait[key] = entry
-        self._arm(key, deadline)
+        self.time_wait.add(conn, deadline, now)
 
     def _forget(self, conn: Connection) -> None:
         key = conn.four_tuple
@@ -633,33 +694,34 @@ class Endpoint:
         return out
 
     def next_timer(self) -> int | None:
-        """The earliest deadline of any connection (stale heap entries skipped)."""
+        """The earliest deadline of any connection or TIME_WAIT entry (stale heap
+        entries skipped)."""
         self._settle_dirty()
+        earliest = self.time_wait.next_deadline()
         heap = self._timer_heap
         while heap:
             deadline, _, target = heap[0]
             if self._armed.get(target) == deadline:
-                return deadline
+                return deadline if earliest is None else min(deadline, earliest)
             heapq.heappop(heap)
-        return None
+        return earliest
 
     def handle_timer(self, *, now: int) -> None:
         """Run every connection and TIME_WAIT entry whose deadline has passed."""
         self._settle_dirty(now)
+        # 2*MSL passed (RFC 9293 3.10.8): those entries and their 4-tuples are free.
+        # (No connection timer depends on them, nor they on one: their order is free.)
+        for _, conn in self.time_wait.pop_expired(now):
+            if conn is not None:
+                conn.expire_time_wait(now=now, trigger=Trigger.TIMEOUT_2MSL)
         heap = self._timer_heap
         while heap and heap[0][0] <= now:
             deadline, _, target = heapq.heappop(heap)
             if self._armed.get(target) != deadline:
                 continue  # stale: the timer moved since
             del self._armed[target]
-            if isinstance(target, Connection):
-                target.handle_timer(now=now)
-                self._settle(target, now)
-            else:
-                # 2*MSL passed (RFC 9293 3.10.8): the entry and its 4-tuple are free.
-                entry = self.time_wait.get(target)
-                if entry is not None:
-                    self._end_time_wait(target, entry, now, Trigger.TIMEOUT_2MSL)
+            target.handle_timer(now=now)
+            self._settle(target, now)
         self._settle_dirty(now)
 
     def connection_count(self) -> int:

@@ -18,6 +18,7 @@ class CloseReason(Enum):
     ABORTED = "aborted"  # our application called abort()
     LINGER_EXPIRED = "linger_expired"
     FIN_WAIT_2_TIMEOUT = "fin_wait_2_timeout"
+    UNREACHABLE = "unreachable"  # an ICMP hard error answered our SYN (Connection.icmp_error)
 
     def __str__(self) -> str:
         return self.value

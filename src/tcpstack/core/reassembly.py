@@ -13,9 +13,14 @@ from __future__ import annotations
 
 from bisect import bisect_left
 from collections import Counter
+from collections.abc import Sequence
 
 # Out-of-order bytes one Endpoint holds for all its connections together.
 DEFAULT_ENDPOINT_REASSEMBLY_BYTES = 64 * 1024 * 1024
+
+# What an empty queue holds: shared and immutable, so that a connection that never
+# receives out-of-order data allocates no lists (issue 9, memory per idle connection).
+_EMPTY: tuple[()] = ()
 
 
 class ReassemblyBudget:
@@ -57,12 +62,13 @@ class Reassembly:
         self.max_bytes = max_bytes
         self._budget = budget
         self.max_blocks = max_blocks
-        self._starts: list[int] = []
-        self._data: list[bytes] = []
+        # Lists from the first held block on; _EMPTY until then and after clear().
+        self._starts: Sequence[int] = _EMPTY
+        self._data: Sequence[bytes] = _EMPTY
         self.held = 0  # bytes held
         # Start offsets of blocks in the order they last grew, newest last, so SACK can
         # report the most recently received block first (RFC 2018 section 4).
-        self._recent: list[int] = []
+        self._recent: Sequence[int] = _EMPTY
 
     def __len__(self) -> int:
         return len(self._starts)
@@ -84,8 +90,7 @@ class Reassembly:
         if start < expected:
             data = data[expected - start :]
             start = expected
-        starts = self._starts
-        blocks = self._data
+        starts, blocks, recent = self._lists()
         # Find every held block that touches [start, end).
         first = bisect_left(starts, start)
         if first > 0 and starts[first - 1] + len(blocks[first - 1]) >= start:
@@ -119,25 +124,27 @@ class Reassembly:
         starts[first:last] = [merged_start]
         blocks[first:last] = [bytes(piece)]
         self.held += added
-        self._recent.append(merged_start)
+        recent.append(merged_start)
         return added
 
     def pop_ready(self, expected: int) -> bytes:
         """Remove and return the bytes that now continue the stream at `expected`."""
-        starts = self._starts
+        if not self._starts:
+            return b""
+        starts, data, _ = self._lists()
         # Blocks that in-order data has already passed entirely are stale: drop them all,
         # or the caller would see b"" while a later block already continues the stream.
-        while starts and starts[0] + len(self._data[0]) <= expected:
-            self._release(len(self._data[0]))
+        while starts and starts[0] + len(data[0]) <= expected:
+            self._release(len(data[0]))
             self._forget_recent(starts[0])
             del starts[0]
-            del self._data[0]
+            del data[0]
         if not starts or starts[0] > expected:
             return b""
-        block = self._data[0]
+        block = data[0]
         skip = expected - starts[0]
         del starts[0]
-        del self._data[0]
+        del data[0]
         self._release(len(block))
         self._forget_recent(expected - skip)
         return block[skip:] if skip > 0 else block
@@ -155,10 +162,19 @@ class Reassembly:
         return out
 
     def clear(self) -> None:
-        self._starts.clear()
-        self._data.clear()
-        self._recent.clear()
+        self._starts = self._data = self._recent = _EMPTY
         self._release(self.held)
+
+    def _lists(self) -> tuple[list[int], list[bytes], list[int]]:
+        """The queue as lists that can be changed in place (made on first use)."""
+        starts, data, recent = self._starts, self._data, self._recent
+        if isinstance(starts, list) and isinstance(data, list) and isinstance(recent, list):
+            return starts, data, recent
+        new_starts: list[int] = []
+        new_data: list[bytes] = []
+        new_recent: list[int] = []
+        self._starts, self._data, self._recent = new_starts, new_data, new_recent
+        return new_starts, new_data, new_recent
 
     def _release(self, size: int) -> None:
         self.held -= size
@@ -167,8 +183,8 @@ class Reassembly:
 
     def _touch(self, old_start: int, new_start: int) -> None:
         self._forget_recent(old_start)
-        self._recent.append(new_start)
+        self._lists()[2].append(new_start)
 
     def _forget_recent(self, start: int) -> None:
         if start in self._recent:
-            self._recent.remove(start)
+            self._lists()[2].remove(start)

@@ -8,9 +8,14 @@ holds the ranges the peer reported in SACK blocks above SND.UNA.
 from __future__ import annotations
 
 from bisect import bisect_left
+from collections.abc import Sequence
 
 # RFC 6675 DupThresh: three duplicate ACKs, or SACKs covering that much data.
 DUP_THRESH = 3
+
+# The ranges of an empty board: shared and immutable, so that a connection that never
+# sees a SACK block allocates no lists (issue 9, memory per idle connection).
+_NO_RANGES: tuple[int, ...] = ()
 
 
 class Scoreboard:
@@ -19,8 +24,9 @@ class Scoreboard:
     __slots__ = ("_ends", "_starts", "sacked")
 
     def __init__(self) -> None:
-        self._starts: list[int] = []
-        self._ends: list[int] = []
+        # Lists from the first SACK block on; _NO_RANGES until then and after clear().
+        self._starts: Sequence[int] = _NO_RANGES
+        self._ends: Sequence[int] = _NO_RANGES
         self.sacked = 0  # bytes covered
 
     def __len__(self) -> int:
@@ -35,15 +41,24 @@ class Scoreboard:
         return self._ends[-1] if self._ends else None
 
     def clear(self) -> None:
-        self._starts.clear()
-        self._ends.clear()
+        self._starts = self._ends = _NO_RANGES
         self.sacked = 0
+
+    def _lists(self) -> tuple[list[int], list[int]]:
+        """The ranges as lists that can be changed in place (made on first use)."""
+        starts, ends = self._starts, self._ends
+        if isinstance(starts, list) and isinstance(ends, list):
+            return starts, ends
+        new_starts: list[int] = []
+        new_ends: list[int] = []
+        self._starts, self._ends = new_starts, new_ends
+        return new_starts, new_ends
 
     def add(self, start: int, end: int) -> None:
         """Record one SACK block (already validated to lie within the flight)."""
         if end <= start:
             return
-        starts, ends = self._starts, self._ends
+        starts, ends = self._lists()
         i = bisect_left(ends, start)  # first range that ends at or after start
         j = i
         while j < len(starts) and starts[j] <= end:
@@ -58,7 +73,9 @@ class Scoreboard:
 
     def advance(self, una: int) -> None:
         """The cumulative ACK moved to `una`: forget everything below it."""
-        starts, ends = self._starts, self._ends
+        if not self._starts:
+            return
+        starts, ends = self._lists()
         while starts and ends[0] <= una:
             self.sacked -= ends[0] - starts[0]
             del starts[0]

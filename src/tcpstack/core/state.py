@@ -58,6 +58,7 @@ class Trigger(Enum):
     RCV_DATA_AFTER_CLOSE = "rcv data after close / snd RST"
     RCV_SYN_REUSE = "rcv SYN of a new incarnation (RFC 6191)"
     TIME_WAIT_LIMIT = "no room for TIME_WAIT (tcp_max_tw_buckets)"
+    RCV_ICMP_HARD_ERROR = "rcv ICMP hard error (RFC 1122 4.2.3.9)"
 
     def __str__(self) -> str:
         return self.value
@@ -140,6 +141,9 @@ TRANSITIONS: dict[tuple[State, Trigger], State] = {
     # (RFC 6191), or the table of entries is full (Linux's tcp_max_tw_buckets).
     (S.TIME_WAIT, T.RCV_SYN_REUSE): S.CLOSED,
     (S.TIME_WAIT, T.TIME_WAIT_LIMIT): S.CLOSED,
+    # An ICMP port/protocol unreachable (or administratively prohibited) for our SYN
+    # ends the attempt (RFC 9293 SHLD-26, RFC 1122 4.2.3.9; Linux's tcp_v4_err).
+    (S.SYN_SENT, T.RCV_ICMP_HARD_ERROR): S.CLOSED,
 }
 
 

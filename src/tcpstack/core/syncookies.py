@@ -10,8 +10,22 @@ Cookie layout (32 bits), in the manner of Linux's syncookies:
                  peer's ISN, t and the MSS index
 
 The ACK is valid when SEG.ACK - 1 is a cookie whose hash matches, made at most
-MAX_AGE_PERIODS counters ago. Window scaling, SACK and timestamps are not encoded:
-a cookie SYN,ACK offers none of them, so the connection runs without them.
+MAX_AGE_PERIODS counters ago.
+
+The 32-bit ISN has no room for the other options of the SYN, so, as Linux does
+(cookie_init_timestamp), they travel in the low six bits of the SYN,ACK's TSval when
+the SYN carried timestamps (RFC 7323); the peer echoes TSval in the TSecr of its ACK:
+
+    bits 3..0   the peer's window shift (0..14), or 15 = no window scale option
+    bit  4      SACK-permitted (RFC 2018)
+    bit  5      reserved (Linux: ECN), sent as 0 and ignored
+
+The bits are not covered by the hash: whoever can return a valid cookie could have sent
+a SYN with any options anyway. To keep TSval from running ahead of the connection's
+timestamp clock (the peer's PAWS would then drop our next segments), the encoded value
+is never above the clock: it steps back 64 ticks when setting the bits would raise it.
+Without timestamps in the SYN the cookie SYN,ACK offers only MSS, and the connection
+runs without window scaling, SACK and timestamps.
 """
 
 from __future__ import annotations
@@ -20,13 +34,41 @@ import hashlib
 
 from tcpstack.core.config import SECOND
 from tcpstack.core.connection import FourTuple
-from tcpstack.core.seq import MASK
+from tcpstack.core.seq import MASK, seq_gt
 
 COOKIE_PERIOD = 64 * SECOND
 MAX_AGE_PERIODS = 2  # a cookie stays valid for the counter it was made in and the next
 # MSS values a cookie can carry (Linux's msstab for IPv4 plus common ones), ascending.
 MSS_TABLE = (64, 536, 1220, 1300, 1400, 1440, 1460, 8960)
 _HASH_MASK = (1 << 24) - 1
+# The TSval bits that carry the SYN's options (see above).
+TS_OPTION_BITS = 6
+TS_OPTION_MASK = (1 << TS_OPTION_BITS) - 1
+_NO_WSCALE = 0xF
+_SACK_BIT = 1 << 4
+_MAX_WSCALE = 14  # RFC 7323 2.3
+
+
+def encode_ts_options(window_scale: int | None, sack_permitted: bool) -> int:
+    """The six TSval bits for a SYN's window scale (None = absent) and SACK-permitted.
+    A shift above 14 is recorded as 14, the value RFC 7323 2.3 says to use."""
+    bits = _NO_WSCALE if window_scale is None else min(window_scale, _MAX_WSCALE)
+    return bits | (_SACK_BIT if sack_permitted else 0)
+
+
+def decode_ts_options(tsecr: int) -> tuple[int | None, bool]:
+    """(peer window shift or None, SACK-permitted) from the TSecr of a cookie's ACK."""
+    wscale = tsecr & 0xF
+    return (None if wscale == _NO_WSCALE else min(wscale, _MAX_WSCALE)), bool(tsecr & _SACK_BIT)
+
+
+def cookie_tsval(ts_clock: int, bits: int) -> int:
+    """TSval for a cookie SYN,ACK: `ts_clock` (the value the connection's timestamp
+    clock has now) with its low six bits replaced by `bits`, never above `ts_clock`."""
+    value = (ts_clock & ~TS_OPTION_MASK & MASK) | (bits & TS_OPTION_MASK)
+    if seq_gt(value, ts_clock):
+        value = (value - (TS_OPTION_MASK + 1)) & MASK
+    return value
 
 
 class SynCookies:
@@ -76,4 +118,12 @@ class SynCookies:
         return MSS_TABLE[index]
 
 
-__all__ = ["COOKIE_PERIOD", "MSS_TABLE", "SynCookies"]
+__all__ = [
+    "COOKIE_PERIOD",
+    "MSS_TABLE",
+    "TS_OPTION_BITS",
+    "SynCookies",
+    "cookie_tsval",
+    "decode_ts_options",
+    "encode_ts_options",
+]

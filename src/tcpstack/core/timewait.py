@@ -2,18 +2,39 @@
 
 A connection in TIME_WAIT has nothing left to send or receive; it only has to answer a
 retransmitted FIN (seed claim C11a), keep its 4-tuple from a new incarnation until old
-segments are gone (C11b), and obey RST. An Endpoint replaces such a connection with a
-TimeWaitEntry (a few ints) so that many of them cost little, as Linux's
-inet_timewait_sock does. The Connection object an application may still hold is told
-when the entry ends (weak reference: an entry never keeps it alive).
+segments are gone (C11b), and obey RST. An Endpoint replaces such a connection with an
+entry in its TimeWaitTable, as Linux's inet_timewait_sock does, so that a million of
+them fit in about 150 MB (issue 9: at most 200 bytes each):
+
+* the key is one int packing the peer's address and both ports (the local address is
+  the Endpoint's own, the same for every entry), the value one int packing SND.NXT,
+  RCV.NXT, the window field, the timestamp state, the 2*MSL duration and the deadline;
+* expiry needs no heap: every entry of one duration is added at the current time, so
+  the deadlines of a duration come in the order the entries were added (or restarted).
+  One FIFO per duration (keys in a deque, deadlines in an array of machine ints)
+  yields the due entries from its head. A restart or an early end leaves the old
+  FIFO position behind; it is recognised and skipped because its deadline no longer
+  matches the entry's;
+* the Connection object an application may still hold is found through a weak-value
+  dictionary, so an entry never keeps it alive, and costs nothing once it is gone.
+
+`TimeWaitTable` is a read-only Mapping from 4-tuples to `TimeWaitEntry` views, built on
+demand, so callers that list or look up entries see what they saw before.
 """
 
 from __future__ import annotations
 
+import ipaddress
+import sys
 import weakref
+from array import array
+from collections import deque
+from collections.abc import Iterator, Mapping
+from dataclasses import dataclass, field
 from enum import Enum
+from functools import lru_cache
 
-from tcpstack.core.connection import Connection
+from tcpstack.core.connection import Connection, FourTuple
 from tcpstack.core.segment import NO_OPTIONS, Flag, Options, Segment
 from tcpstack.core.seq import MASK, seq_gt, seq_in_window, seq_lt
 
@@ -28,38 +49,24 @@ class TimeWaitVerdict(Enum):
     REUSE = "reuse"  # a new SYN may reuse the 4-tuple (RFC 6191): end the entry, open
 
 
+@dataclass(frozen=True, slots=True)
 class TimeWaitEntry:
-    """SND.NXT, RCV.NXT, the window and timestamp state of a closed connection."""
+    """SND.NXT, RCV.NXT, the window and timestamp state of a closed connection: a view
+    of one TimeWaitTable entry, made when asked for."""
 
-    __slots__ = (
-        "connection",
-        "deadline",
-        "duration",
-        "rcv_nxt",
-        "snd_nxt",
-        "ts_offset",
-        "ts_recent",
-        "window",
-    )
+    snd_nxt: int
+    rcv_nxt: int
+    window: int
+    ts_recent: int
+    ts_offset: int  # -1: timestamps were not in use
+    duration: int  # 2*MSL of this connection, in µs
+    deadline: int
+    _table: TimeWaitTable | None = field(default=None, compare=False, repr=False)
+    _key: int = field(default=0, compare=False, repr=False)
 
-    def __init__(
-        self,
-        connection: Connection,
-        deadline: int,
-        snd_nxt: int,
-        rcv_nxt: int,
-        window: int,
-        ts_recent: int,
-        ts_offset: int,
-    ) -> None:
-        self.connection: weakref.ref[Connection] = weakref.ref(connection)
-        self.deadline = deadline
-        self.duration = connection.config.time_wait_duration
-        self.snd_nxt = snd_nxt
-        self.rcv_nxt = rcv_nxt
-        self.window = window
-        self.ts_recent = ts_recent
-        self.ts_offset = ts_offset  # -1: timestamps were not in use
+    def connection(self) -> Connection | None:
+        """The Connection the application may still hold (None once it let go)."""
+        return self._table.holder(self._key) if self._table is not None else None
 
     def classify(self, seg: Segment, *, rfc1337: bool) -> TimeWaitVerdict:
         """Decide per RFC 9293 3.10.7.4 (TIME-WAIT), RFC 1337 and RFC 6191."""
@@ -90,7 +97,16 @@ class TimeWaitEntry:
             return TimeWaitVerdict.ACK_RESTART  # our last ACK was lost (seed C11a)
         if seq_lt(seg.seq, self.rcv_nxt) or seg.seg_len:
             return TimeWaitVerdict.ACK  # an old duplicate: RFC 9293 first step, ACK it
+        if self.acks_unsent(seg):
+            # RFC 9293 3.10.7.4 fifth check / RFC 5961 5.2: an ACK of something never
+            # sent is dropped with an ACK in reply (a challenge ACK, rate limited by the
+            # Endpoint). Linux's TIME-WAIT drops it silently; the RFC wins here.
+            return TimeWaitVerdict.ACK
         return TimeWaitVerdict.DROP  # a bare ACK at RCV.NXT needs no answer
+
+    def acks_unsent(self, seg: Segment) -> bool:
+        """Whether `seg` acknowledges beyond SND.NXT (which is also SND.UNA here)."""
+        return bool(seg.flags & Flag.ACK) and seq_gt(seg.ack, self.snd_nxt)
 
     def ack_segment(self, local_port: int, remote_port: int, now: int) -> Segment:
         """<SEQ=SND.NXT><ACK=RCV.NXT><CTL=ACK> with timestamps if they were in use."""
@@ -101,14 +117,258 @@ class TimeWaitEntry:
             local_port, remote_port, self.snd_nxt, self.rcv_nxt, Flag.ACK, self.window, 0, options
         )
 
-    def restart(self, now: int) -> None:
-        """Restart 2*MSL (RFC 9293 3.10.7.4, TIME-WAIT: a retransmitted FIN)."""
-        self.deadline = now + self.duration
+
+# ------------------------------------------------------------------ packing
+
+# The key: the peer's address (tagged by kind), then the local and the peer's port.
+_PORT_BITS = 16
+_ADDRESS_SHIFT = 2 * _PORT_BITS
+# Address kinds in the two low bits of the packed address.
+_IPV4, _IPV6, _NAME = 0, 1, 2
+
+# The value, lowest bits first: SND.NXT, RCV.NXT (32 each), the window field (16),
+# TS.Recent (32), the timestamp offset plus one (33: 0 means timestamps off), the
+# duration (40: up to 12 days), and the deadline in all higher bits. With deadlines
+# below 2**55 µs (1,100 years) the value is an 8-digit CPython int of 56 bytes.
+_WINDOW_SHIFT = 64
+_TS_RECENT_SHIFT = 80
+_TS_OFFSET_SHIFT = 112
+_DURATION_SHIFT = 145
+_DEADLINE_SHIFT = 185
+_DURATION_MASK = (1 << (_DEADLINE_SHIFT - _DURATION_SHIFT)) - 1
 
 
-def entry_from(connection: Connection, deadline: int, now: int) -> TimeWaitEntry:
-    snd_nxt, rcv_nxt, window, ts_recent, ts_offset = connection.hand_over_time_wait(now)
-    return TimeWaitEntry(connection, deadline, snd_nxt, rcv_nxt, window, ts_recent, ts_offset)
+@lru_cache(maxsize=4096)
+def _address_number(address: str) -> int:
+    """An address as an int that _address_text() turns back into the same string.
+
+    Anything that is not an IP address in its canonical text (tests name hosts) is
+    kept as its UTF-8 bytes."""
+    try:
+        ip = ipaddress.ip_address(address)
+    except ValueError:
+        ip = None
+    if ip is not None and str(ip) == address:
+        return int(ip) << 2 | (_IPV6 if ip.version == 6 else _IPV4)
+    return int.from_bytes(address.encode(), "big") << 2 | _NAME
 
 
-__all__ = ["TimeWaitEntry", "TimeWaitVerdict", "entry_from"]
+def _address_text(number: int) -> str:
+    kind, value = number & 3, number >> 2
+    if kind == _IPV4:
+        return str(ipaddress.IPv4Address(value))
+    if kind == _IPV6:
+        return str(ipaddress.IPv6Address(value))
+    return value.to_bytes((value.bit_length() + 7) // 8, "big").decode()
+
+
+class _Expiries:
+    """Keys and deadlines of one TIME_WAIT duration, earliest deadline first."""
+
+    __slots__ = ("deadlines", "head", "keys")
+
+    def __init__(self) -> None:
+        self.keys: deque[int] = deque()
+        # Machine ints (8 bytes each, no int objects); entries before `head` are done.
+        self.deadlines = array("q")
+        self.head = 0
+
+    def __len__(self) -> int:
+        return len(self.keys)
+
+    def first(self) -> tuple[int, int]:
+        return self.keys[0], self.deadlines[self.head]
+
+    def pop_first(self) -> None:
+        self.keys.popleft()
+        self.head += 1
+        if self.head >= 4096 and 2 * self.head >= len(self.deadlines):
+            del self.deadlines[: self.head]  # amortised O(1): drop the done half
+            self.head = 0
+
+    def push(self, key: int, deadline: int) -> None:
+        deadlines = self.deadlines
+        if len(deadlines) == self.head or deadlines[-1] <= deadline:
+            self.keys.append(key)
+            deadlines.append(deadline)
+            return
+        # Rare: a connection that entered TIME_WAIT earlier is filed after a later one
+        # (its owner settled it late). Keep the order exact: insert from the back.
+        index = len(deadlines)
+        while index > self.head and deadlines[index - 1] > deadline:
+            index -= 1
+        self.keys.insert(index - self.head, key)
+        deadlines.insert(index, deadline)
+
+
+class TimeWaitTable(Mapping[FourTuple, TimeWaitEntry]):
+    """An Endpoint's TIME_WAIT entries by 4-tuple, with their 2*MSL expiry."""
+
+    def __init__(self, local_address: str) -> None:
+        self.local_address = local_address
+        self._entries: dict[int, int] = {}  # packed key -> packed state
+        self._expiries: dict[int, _Expiries] = {}  # by duration
+        self._holders: weakref.WeakValueDictionary[int, Connection] = weakref.WeakValueDictionary()
+
+    # ------------------------------------------------------------------ keys
+
+    def _key(self, four_tuple: FourTuple) -> int | None:
+        local_ip, local_port, remote_ip, remote_port = four_tuple
+        if local_ip != self.local_address:
+            return None
+        address = _address_number(remote_ip)
+        return address << _ADDRESS_SHIFT | local_port << _PORT_BITS | remote_port
+
+    def _four_tuple(self, key: int) -> FourTuple:
+        remote_port = key & 0xFFFF
+        local_port = key >> _PORT_BITS & 0xFFFF
+        return (self.local_address, local_port, _address_text(key >> _ADDRESS_SHIFT), remote_port)
+
+    def _view(self, key: int, value: int) -> TimeWaitEntry:
+        ts_offset = (value >> _TS_OFFSET_SHIFT & ((1 << 33) - 1)) - 1
+        return TimeWaitEntry(
+            snd_nxt=value & MASK,
+            rcv_nxt=value >> 32 & MASK,
+            window=value >> _WINDOW_SHIFT & 0xFFFF,
+            ts_recent=value >> _TS_RECENT_SHIFT & MASK,
+            ts_offset=ts_offset,
+            duration=value >> _DURATION_SHIFT & _DURATION_MASK,
+            deadline=value >> _DEADLINE_SHIFT,
+            _table=self,
+            _key=key,
+        )
+
+    # ------------------------------------------------------------------ Mapping
+
+    def __getitem__(self, four_tuple: FourTuple) -> TimeWaitEntry:
+        key = self._key(four_tuple) if self._entries else None
+        value = self._entries.get(key) if key is not None else None
+        if key is None or value is None:
+            raise KeyError(four_tuple)
+        return self._view(key, value)
+
+    def __contains__(self, four_tuple: object) -> bool:
+        if not self._entries or not isinstance(four_tuple, tuple) or len(four_tuple) != 4:
+            return False
+        key = self._key(four_tuple)
+        return key is not None and key in self._entries
+
+    def __iter__(self) -> Iterator[FourTuple]:
+        return (self._four_tuple(key) for key in self._entries)
+
+    def __len__(self) -> int:
+        return len(self._entries)
+
+    # ------------------------------------------------------------------ changes
+
+    def add(self, connection: Connection, deadline: int, now: int) -> None:
+        """File a connection that entered TIME_WAIT; its 2*MSL ends at `deadline`."""
+        key = self._key(connection.four_tuple)
+        if key is None:
+            raise ValueError(f"{connection.local_ip} is not {self.local_address}")
+        snd_nxt, rcv_nxt, window, ts_recent, ts_offset = connection.hand_over_time_wait(now)
+        duration = connection.config.time_wait_duration
+        if not 0 <= duration <= _DURATION_MASK:
+            raise ValueError(f"time_wait_duration {duration} out of range")
+        self._entries[key] = (
+            snd_nxt
+            | rcv_nxt << 32
+            | window << _WINDOW_SHIFT
+            | ts_recent << _TS_RECENT_SHIFT
+            | ((ts_offset & MASK) + 1 if ts_offset >= 0 else 0) << _TS_OFFSET_SHIFT
+            | duration << _DURATION_SHIFT
+            | deadline << _DEADLINE_SHIFT
+        )
+        self._holders[key] = connection
+        self._expiries_for(duration).push(key, deadline)
+
+    def restart(self, four_tuple: FourTuple, now: int) -> int:
+        """Restart 2*MSL (RFC 9293 3.10.7.4, TIME-WAIT: a retransmitted FIN); returns
+        the new deadline. The entry's old FIFO position is skipped when reached."""
+        key = self._key(four_tuple)
+        value = self._entries.get(key) if key is not None else None
+        if key is None or value is None:
+            raise KeyError(four_tuple)
+        duration = value >> _DURATION_SHIFT & _DURATION_MASK
+        deadline = now + duration
+        low_bits = value & ((1 << _DEADLINE_SHIFT) - 1)
+        self._entries[key] = low_bits | deadline << _DEADLINE_SHIFT
+        self._expiries_for(duration).push(key, deadline)
+        return deadline
+
+    def remove(self, four_tuple: FourTuple) -> Connection | None:
+        """End an entry early (RST, a reused 4-tuple); returns the Connection the
+        application still holds, if any."""
+        key = self._key(four_tuple)
+        if key is None or self._entries.pop(key, None) is None:
+            raise KeyError(four_tuple)
+        return self._holders.pop(key, None)
+
+    def holder(self, key: int) -> Connection | None:
+        return self._holders.get(key)
+
+    def _expiries_for(self, duration: int) -> _Expiries:
+        expiries = self._expiries.get(duration)
+        if expiries is None:
+            expiries = self._expiries[duration] = _Expiries()
+        return expiries
+
+    # ------------------------------------------------------------------ expiry
+
+    def _live_first(self, expiries: _Expiries) -> tuple[int, int] | None:
+        """The first FIFO position that is still an entry's deadline (stale positions
+        ahead of it are dropped)."""
+        entries = self._entries
+        while expiries:
+            key, deadline = expiries.first()
+            value = entries.get(key)
+            if value is not None and value >> _DEADLINE_SHIFT == deadline:
+                return key, deadline
+            expiries.pop_first()
+        return None
+
+    def next_deadline(self) -> int | None:
+        """The earliest deadline of any entry, or None."""
+        if not self._entries:
+            self._expiries.clear()  # only stale positions were left
+            return None
+        earliest: int | None = None
+        for expiries in self._expiries.values():
+            first = self._live_first(expiries)
+            if first is not None and (earliest is None or first[1] < earliest):
+                earliest = first[1]
+        return earliest
+
+    def pop_expired(self, now: int) -> list[tuple[FourTuple, Connection | None]]:
+        """Remove every entry whose 2*MSL has passed (RFC 9293 3.10.8), in deadline
+        order per duration; returns their 4-tuples and the Connections still held."""
+        done: list[tuple[FourTuple, Connection | None]] = []
+        if not self._entries:
+            self._expiries.clear()  # only stale positions were left
+            return done
+        for expiries in self._expiries.values():
+            while (first := self._live_first(expiries)) is not None and first[1] <= now:
+                key = first[0]
+                expiries.pop_first()
+                del self._entries[key]
+                done.append((self._four_tuple(key), self._holders.pop(key, None)))
+        return done
+
+    # ------------------------------------------------------------------ sizes
+
+    def entry_sizes(self, four_tuple: FourTuple) -> list[tuple[str, int]]:
+        """What one entry costs, by part (sys.getsizeof; for the memory benchmark):
+        the key and value ints, and the FIFO's key reference and machine-int deadline."""
+        key = self._key(four_tuple)
+        value = self._entries.get(key) if key is not None else None
+        if key is None or value is None:
+            raise KeyError(four_tuple)
+        return [
+            ("key int", sys.getsizeof(key)),
+            ("state int", sys.getsizeof(value)),
+            ("FIFO key reference", 8),
+            ("FIFO deadline", array("q").itemsize),
+        ]
+
+
+__all__ = ["TimeWaitEntry", "TimeWaitTable", "TimeWaitVerdict"]

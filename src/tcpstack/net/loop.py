@@ -297,6 +297,12 @@ class NetLoop:
         self.close()
 
     @property
+    def running(self) -> bool:
+        """True while the loop runs in its background thread (start()ed, not stopped)."""
+        thread = self._thread
+        return thread is not None and thread.is_alive()
+
+    @property
     def failure(self) -> BaseException | None:
         """The exception that ended the loop thread, if any."""
         return self._failure
@@ -378,12 +384,13 @@ class NetLoop:
             self._icmp_error(result, now)
 
     def _icmp_error(self, error: IcmpError, now: int) -> None:
-        """Report an ICMP error about one of our segments.
+        """Hand an ICMP error about one of our segments to its connection.
 
-        The core has no entry for ICMP soft errors yet (RFC 9293 3.9.2.2 / RFC 5461:
-        a connection should remember it and report it if it then times out), so the
-        error is counted, traced and logged here, and the connection is left to its
-        own retransmission timers.
+        The Endpoint finds the connection by the quoted 4-tuple and the connection
+        checks the quoted sequence number (RFC 5927) and acts: a soft error is recorded,
+        a hard one ends a connection in SYN_SENT, "fragmentation needed" / "packet too
+        big" lowers the MSS (see tcpstack.core.icmp). The verdict is counted here
+        ("icmp.delivered.<verdict>") and in the Endpoint's stats ("icmp.<verdict>").
         """
         self.icmp_errors.append(error)
         endpoint = self.endpoints.get(error.local_ip)
@@ -391,6 +398,12 @@ class NetLoop:
         state = conn.state.value if conn is not None else "no connection"
         self.stats["icmp.errors"] += 1
         self.stats["icmp.errors.matched" if conn is not None else "icmp.errors.unmatched"] += 1
+        report = error.report()
+        if endpoint is None or report is None:
+            verdict = "not_delivered"
+        else:
+            verdict = endpoint.receive_icmp_error(report, now=now)
+        self.stats[f"icmp.delivered.{verdict}"] += 1
         label = f"{error.local_ip}:{error.local_port}>{error.remote_ip}:{error.remote_port}"
         if self.tracer is not None:
             self.tracer(
@@ -406,17 +419,19 @@ class NetLoop:
                         "seq": error.seq,
                         "mtu": error.mtu,
                         "state": state,
-                        "delivered": False,
+                        "delivered": verdict != "not_delivered",
+                        "verdict": verdict,
                     },
                 )
             )
         log.info(
-            "ICMP %s %s from %s about %s (%s); not delivered: the core has no soft-error hook",
+            "ICMP %s %s from %s about %s (%s): %s",
             error.kind,
             error.code_name,
             error.reporter,
             label,
             state,
+            verdict,
         )
 
     def _run_timers(self, now: int) -> None:

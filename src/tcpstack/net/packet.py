@@ -3,7 +3,8 @@
 What a TUN device hands us are bare IP packets (IFF_NO_PI). This module turns them into
 what `Endpoint.receive_bytes` takes (source, destination, TCP bytes), turns the
 Endpoint's `Datagram`s into packets, answers ICMP / ICMPv6 echo requests (so `ping`
-works) and parses ICMP destination-unreachable errors. No I/O happens here: `IpLayer`
+works) and parses ICMP errors about our segments (`IcmpError`; its `report()` is the
+core's `IcmpReport` for `Endpoint.receive_icmp_error`). No I/O happens here: `IpLayer`
 classifies bytes and counts, the event loop (tcpstack.net.loop) reads and writes.
 
 What is rejected, each with a named counter in `IpLayer.stats`:
@@ -30,6 +31,7 @@ from dataclasses import dataclass
 from functools import lru_cache
 
 from tcpstack.core.codec import encode_segment, internet_checksum
+from tcpstack.core.icmp import IcmpKind, IcmpReport
 from tcpstack.core.segment import Datagram
 
 __all__ = [
@@ -92,6 +94,40 @@ ICMP_UNREACHABLE_CODES = {
     12: "host_tos_unreachable",
     13: "admin_prohibited",
 }
+# What each ICMP destination-unreachable code tells TCP (core/icmp.py), grouped as the
+# errno Linux reports: 0/6/11 net, 1/7/8/12 host unreachable; 9, 10 and 13-15 (RFC 1812
+# 5.2.7.1: administratively prohibited, precedence) are hard errors there, as here.
+# Linux also takes 6-8 (unknown / isolated) as hard; here they are soft, so an attempt
+# they answer ends at its SYN timeout (with the same errno) rather than at once.
+_ICMP_UNREACHABLE_KINDS = {
+    0: IcmpKind.NET_UNREACHABLE,
+    1: IcmpKind.HOST_UNREACHABLE,
+    2: IcmpKind.PROTOCOL_UNREACHABLE,
+    3: IcmpKind.PORT_UNREACHABLE,
+    4: IcmpKind.FRAGMENTATION_NEEDED,
+    5: IcmpKind.SOURCE_ROUTE_FAILED,
+    6: IcmpKind.NET_UNREACHABLE,
+    7: IcmpKind.HOST_UNREACHABLE,
+    8: IcmpKind.HOST_UNREACHABLE,
+    9: IcmpKind.ADMIN_PROHIBITED,
+    10: IcmpKind.ADMIN_PROHIBITED,
+    11: IcmpKind.NET_UNREACHABLE,
+    12: IcmpKind.HOST_UNREACHABLE,
+    13: IcmpKind.ADMIN_PROHIBITED,
+    14: IcmpKind.ADMIN_PROHIBITED,
+    15: IcmpKind.ADMIN_PROHIBITED,
+}
+# ICMPv6 destination unreachable (RFC 4443 3.1), as Linux's icmpv6_err_convert groups it.
+_ICMPV6_UNREACHABLE_KINDS = {
+    0: IcmpKind.NET_UNREACHABLE,
+    1: IcmpKind.ADMIN_PROHIBITED,
+    2: IcmpKind.HOST_UNREACHABLE,
+    3: IcmpKind.HOST_UNREACHABLE,
+    4: IcmpKind.PORT_UNREACHABLE,
+    5: IcmpKind.ADMIN_PROHIBITED,
+    6: IcmpKind.ADMIN_PROHIBITED,
+}
+
 # ICMPv6 destination-unreachable codes (RFC 4443 3.1).
 ICMPV6_UNREACHABLE_CODES = {
     0: "no_route",
@@ -166,6 +202,31 @@ class IcmpError:
     @property
     def four_tuple(self) -> tuple[str, int, str, int]:
         return (self.local_ip, self.local_port, self.remote_ip, self.remote_port)
+
+    def report(self) -> IcmpReport | None:
+        """What the core takes (`Endpoint.receive_icmp_error`), or None for a code TCP
+        has no use for."""
+        if self.kind == "unreachable":
+            table = _ICMP_UNREACHABLE_KINDS if self.version == 4 else _ICMPV6_UNREACHABLE_KINDS
+            kind = table.get(self.code)
+        elif self.kind == "packet_too_big":
+            kind = IcmpKind.FRAGMENTATION_NEEDED
+        elif self.kind == "time_exceeded":
+            kind = IcmpKind.TIME_EXCEEDED
+        else:
+            kind = None
+        if kind is None:
+            return None
+        return IcmpReport(
+            self.local_ip,
+            self.local_port,
+            self.remote_ip,
+            self.remote_port,
+            self.seq,
+            kind,
+            self.mtu,
+            self.reporter,
+        )
 
     @property
     def counter(self) -> str:

@@ -10,7 +10,12 @@ delivery (a datagram reaching a node) or a node's timer. Each step:
    it if it changed. Flushing at the start of every step (instead of only after the
    network itself called a node) is what makes it correct for test code to call into
    nodes between steps (open a connection, send data, close): whatever that produced is
-   collected before the clock moves. It costs O(nodes) calls per step; nodes are few.
+   collected before the clock moves. It costs O(nodes) calls per step. Inside one
+   `run_until` (and `run_for`, `run_until_idle`) only the first flush asks every node:
+   after an event only the node that handled it can have new output or a new timer, so
+   only that node is asked again (issue 9: no per-event scan of every node). With an
+   observer attached every node is asked after every event, since an observer may call
+   into any node (see `add_observer`).
 2. Pop the earliest event, move the clock to its time and run it: a delivery calls
    `receive_bytes` (wire mode) or `receive_datagram` (object mode); a timer calls
    `handle_timer(now=deadline)`.
@@ -547,15 +552,28 @@ class Network:
         Called at the start of every step and run; call it yourself only to see what
         nodes sent (e.g. in observers) without advancing the simulation.
         """
-        now = self._now
         for state in self._states:
-            node = state.node
-            for datagram in node.datagrams_to_send(now=now):
-                self._transmit(datagram, state.address)
-            # After draining: sending may arm a timer (a retransmission timeout).
-            deadline = node.next_timer()
-            if deadline != state.timer_deadline:
-                self._arm(state, deadline)
+            self._flush_node(state)
+        if self._stale >= _COMPACT_MIN_STALE and 2 * self._stale > len(self._heap):
+            self._compact()
+
+    def _flush_node(self, state: _NodeState) -> None:
+        """Collect one node's outgoing datagrams, then re-read its timer."""
+        node = state.node
+        for datagram in node.datagrams_to_send(now=self._now):
+            self._transmit(datagram, state.address)
+        # After draining: sending may arm a timer (a retransmission timeout).
+        deadline = node.next_timer()
+        if deadline != state.timer_deadline:
+            self._arm(state, deadline)
+
+    def _flush_after(self, touched: _NodeState) -> None:
+        """The flush after an event inside a run: only the node that handled it, unless
+        an observer (which may have called into any node) is attached."""
+        if self._observers:
+            self.flush()
+            return
+        self._flush_node(touched)
         if self._stale >= _COMPACT_MIN_STALE and 2 * self._stale > len(self._heap):
             self._compact()
 
@@ -596,8 +614,9 @@ class Network:
             return time
         return None
 
-    def _process(self) -> None:
-        """Run the event at the top of the heap (which `_next_time` has made live)."""
+    def _process(self) -> _NodeState:
+        """Run the event at the top of the heap (which `_next_time` has made live);
+        returns the node that handled it."""
         heap = self._heap
         time, _, event = heap[0]
         if time != self._now:
@@ -618,12 +637,13 @@ class Network:
                 event.target.node.receive_bytes(datagram.src, datagram.dst, event.data, now=time)
             else:
                 event.target.node.receive_datagram(datagram, now=time)
-        else:
-            # Consumed: if the node still reports this deadline after handling it, the
-            # next flush schedules it again (and the instant guard catches a loop).
-            event.timer_seq = -1
-            event.timer_deadline = None
-            event.node.handle_timer(now=time)
+            return event.target
+        # Consumed: if the node still reports this deadline after handling it, the
+        # next flush schedules it again (and the instant guard catches a loop).
+        event.timer_seq = -1
+        event.timer_deadline = None
+        event.node.handle_timer(now=time)
+        return event
 
     @staticmethod
     def _describe(event: _Delivery | _NodeState) -> str:
@@ -656,15 +676,15 @@ class Network:
         limit = _check_time("limit", limit)
         if limit < self._now:
             raise ValueError(f"limit {limit} is in the past (now is {self._now})")
+        self.flush()
         while True:
-            self.flush()
             if predicate():
                 return True
             next_time = self._next_time()
             if next_time is None or next_time > limit:
                 self._advance(limit)
                 return False
-            self._process()
+            self._flush_after(self._process())
 
     def run_for(self, duration: int) -> None:
         """Run every event in the next `duration` µs; the clock ends at now + duration."""

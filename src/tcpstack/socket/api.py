@@ -268,6 +268,10 @@ class Socket:
                 and history[-2] is State.CLOSE_WAIT
             ):
                 code = errno.EPIPE  # Linux's tcp_reset: the peer had already closed
+            icmp = conn.icmp_error
+            if icmp is not None and (reason is CloseReason.UNREACHABLE or code == errno.ETIMEDOUT):
+                # An ICMP hard error, or a timeout after a soft one (Linux's sk_err_soft).
+                code = getattr(errno, icmp.errno_name)
             if code:
                 self._pending_error = code
 
