@@ -227,8 +227,8 @@ class MemoryResult:
             for c in self.time_wait_lines
         ]
         table.notes.append(
-            "one TIME_WAIT entry, sys.getsizeof by slot: "
-            + ", ".join(f"{name} {size}" for name, size in self.entry_attributes)
+            "one TIME_WAIT entry, sys.getsizeof by part (plus its share of the table's "
+            "dict): " + ", ".join(f"{name} {size}" for name, size in self.entry_attributes)
         )
         return table
 
@@ -348,12 +348,10 @@ def run_memory(
         tw_bytes = (_traced_after_collect() - before) / time_wait
         tw_lines = _line_costs(tracemalloc.take_snapshot(), snap_before, time_wait)
         del snap_before
-        entries = iter(server.endpoint.time_wait.values())
-        entry, other = next(entries), next(entries, None)
-        entry_attributes = (
-            connection_breakdown(entry, other) if other is not None else [("entry", 0)]
-        )
-        del server, entries, entry, other
+        table = server.endpoint.time_wait
+        first = next(iter(table), None)
+        entry_attributes = table.entry_sizes(first) if first is not None else [("entry", 0)]
+        del server, table
     finally:
         if not was_tracing:
             tracemalloc.stop()

@@ -3,12 +3,20 @@ over a veth pair between two namespaces, in one run (root needed).
 
     python -m tcpstack.net.bench                 # 50 MB each
     python -m tcpstack.net.bench --bytes 10M --repeat 3
+    python -m tcpstack.net.bench --pytcp --pytcp-python /tmp/pytcp-venv/bin/python
 
 The kernel's side runs in a separate process inside the namespace (`ip netns exec ...
 python -c ...`) so it does not share tcpstack's interpreter lock; each figure is the
 bytes moved divided by the time from the kernel's connect() to the end of the stream,
 as that process measured it. The veth figure is the ceiling the kernel reaches on this
 machine with the same Python client and server code.
+
+`--pytcp` runs the comparison with PyTCP, another pure-Python stack (issue 9, row 6),
+instead: tcpstack.net.bench_pytcp measures both TUN directions, veth, and PyTCP over a
+TAP in both directions --repeat times, then prints medians and tcpstack/PyTCP ratios.
+PyTCP (GPL-3.0) is installed separately (`pip install 'tcpstack[pytcp]'`, or any
+interpreter given by --pytcp-python) and gets its own, smaller size (--pytcp-bytes).
+Without PyTCP its rows are skipped with a message saying why.
 """
 
 from __future__ import annotations
@@ -198,8 +206,31 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument(
         "--offload", action="store_true", help="also measure with TSO/checksum offload on the TUN"
     )
+    parser.add_argument(
+        "--pytcp",
+        action="store_true",
+        help="compare with PyTCP over a TAP, both ways (tcpstack.net.bench_pytcp)",
+    )
+    parser.add_argument(
+        "--pytcp-python",
+        default=sys.executable,
+        metavar="PATH",
+        help="an interpreter that has PyTCP installed (default: this one)",
+    )
+    parser.add_argument(
+        "--pytcp-bytes", type=parse_size, default=5_000_000, help="per PyTCP transfer"
+    )
     args = parser.parse_args(argv)
     print(f"{args.bytes / 1e6:.0f} MB per transfer, kernel {os.uname().release}")
+    if args.pytcp:
+        # Imported here: bench_pytcp builds on this module.
+        from tcpstack.net.bench_pytcp import report, run_comparison
+
+        comparison = run_comparison(
+            args.bytes, args.pytcp_bytes, args.repeat, args.pytcp_python, veth=not args.no_veth
+        )
+        print(report(comparison))
+        return 0
     for _ in range(args.repeat):
         figures = tcpstack_figures(args.bytes, args.profile)
         if args.offload:
@@ -210,7 +241,10 @@ def main(argv: list[str] | None = None) -> int:
         if not args.no_veth:
             figures.append(veth_figure(args.bytes))
         for figure in figures:
-            print(f"  {figure.label:<28} {figure.mb_per_s:9.1f} MB/s  ({figure.seconds:.2f} s)")
+            print(
+                f"  {figure.label:<28} {figure.mb_per_s:9.2f} MB/s  "
+                f"({figure.size / 1e6:g} MB in {figure.seconds:.2f} s)"
+            )
     return 0
 
 
