@@ -233,3 +233,20 @@ def test_an_entry_does_not_keep_the_applications_connection_alive() -> None:
     assert entry.connection() is None
     endpoint.handle_timer(now=TW_END)  # ends quietly: nobody to tell
     assert endpoint.time_wait == {}
+
+
+def test_local_ports_in_use_follow_adds_removals_and_expiry() -> None:
+    # bind()/listen()/connect() ask the table per port instead of walking it.
+    endpoint, _ = make()
+    _to_time_wait(endpoint, 4000)
+    _to_time_wait(endpoint, 4001)
+    table = endpoint.time_wait
+    assert table.uses_local_port(4000) and table.uses_local_port(4001)
+    assert not table.uses_local_port(4002)
+    assert sorted(table.local_ports()) == [4000, 4001]
+    table.remove((HOST, 4000, PEER, 80))
+    assert not table.uses_local_port(4000)
+    assert list(table.local_ports()) == [4001]
+    endpoint.handle_timer(now=endpoint.next_timer() or 0)
+    assert not table.uses_local_port(4001)
+    assert list(table.local_ports()) == []

@@ -364,7 +364,7 @@ def _free_port(endpoint: Endpoint) -> int:
     low, high = 32768, 60999
     used = set(endpoint.listeners)
     used.update(key[1] for key in endpoint.connections)
-    used.update(key[1] for key in endpoint.time_wait)
+    used.update(endpoint.time_wait.local_ports())
     for candidate in range(low, high + 1):
         if candidate not in used:
             return candidate

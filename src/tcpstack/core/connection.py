@@ -28,13 +28,14 @@ from tcpstack.core.events import (
     Event,
     SendSpaceAvailable,
 )
-from tcpstack.core.icmp import IcmpKind, IcmpReport, mss_for_path_mtu
+from tcpstack.core.icmp import IPV6_MIN_MTU, IcmpKind, IcmpReport, mss_for_path_mtu
 from tcpstack.core.ratelimit import ChallengeAckLimiter
 from tcpstack.core.reassembly import Reassembly, ReassemblyBudget
 from tcpstack.core.rtt import RttEstimator
 from tcpstack.core.sack import DUP_THRESH, Scoreboard
 from tcpstack.core.segment import NO_OPTIONS, Flag, Options, Segment
 from tcpstack.core.seq import (
+    HALF,
     MASK,
     seq_add,
     seq_ge,
@@ -454,8 +455,14 @@ class Connection:
             raise InvalidOperation("receive", self.state, "connection does not exist")
         if max_bytes <= 0 or not self._receive_buffer:
             return b""
-        data = bytes(self._receive_buffer[:max_bytes])
-        del self._receive_buffer[:max_bytes]
+        buffer = self._receive_buffer
+        if max_bytes >= len(buffer):
+            # Everything: one copy, and nothing left to move to the front.
+            data = bytes(buffer)
+            buffer.clear()
+        else:
+            data = bytes(buffer[:max_bytes])
+            del buffer[:max_bytes]
         # Reading opens the receive window; tell the peer once the opening is worth a
         # segment (receiver-side silly window avoidance, RFC 9293 3.8.6.2.2).
         if self.state in _RECEIVING_STATES and self._window_update_due():
@@ -620,7 +627,6 @@ class Connection:
     @property
     def rcv_wnd(self) -> int:
         """RCV.WND (RFC 9293 3.3.1): the window we offered; free space before that."""
-        free = max(self.config.receive_buffer_size - len(self._receive_buffer), 0)
         edge = self._advertised_edge
         if edge is not None and seq_ge(edge, self.rcv_nxt):
             # RFC 9293 3.8.6.2.2 keeps RCV.NXT + RCV.WND at the edge we advertised until
@@ -629,7 +635,7 @@ class Connection:
             # was zero would make the next ACK offer a silly window (Linux likewise
             # checks tcp_receive_window, the advertised window).
             return seq_sub(edge, self.rcv_nxt)
-        return free
+        return max(self.config.receive_buffer_size - len(self._receive_buffer), 0)
 
     @property
     def cwnd(self) -> int:
@@ -960,7 +966,8 @@ class Connection:
         Returns the verdict (the Endpoint counts it as icmp.<verdict>):
         "seq_out_of_window" (dropped: RFC 5927 4.1), "soft_error" (recorded in
         `icmp_error`, the connection goes on), "hard_error" (SYN_SENT ended with
-        Closed(UNREACHABLE)), "pmtu_lowered" or "pmtu_not_lower". Never raises.
+        Closed(UNREACHABLE)), "pmtu_lowered", "pmtu_not_lower" or "pmtu_discarded"
+        (an IPv6 Packet Too Big below 1280). Never raises.
         """
         seq = report.seq
         # RFC 5927 4.1: act only if SND.UNA =< SEG.SEQ < SND.NXT. SND.MAX stands for
@@ -1004,6 +1011,12 @@ class Connection:
     def _lower_path_mtu(self, report: IcmpReport, now: int) -> str:
         """Fragmentation needed / packet too big: lower the MSS to the path MTU (RFC
         1191 6.4, RFC 8201 5.4), never below the floor, never raised by ICMP."""
+        if report.ipv6 and (report.mtu or 0) < IPV6_MIN_MTU:
+            # RFC 8201 4: a Packet Too Big below the IPv6 minimum link MTU "must" be
+            # discarded (Linux's tcp_v6_err too), not taken as 1280.
+            detail = f"packet too big with MTU {report.mtu} < {IPV6_MIN_MTU}: discarded"
+            self._trace_icmp(report, now, "pmtu_discarded", detail)
+            return "pmtu_discarded"
         mss = mss_for_path_mtu(report.mtu, ipv6=report.ipv6)
         # The path's limit so far (our own MSS until ICMP taught us less); the peer's
         # MSS option is a separate limit, applied in effective_mss.
@@ -1012,10 +1025,21 @@ class Connection:
             detail = f"path MTU {report.mtu}: MSS {mss} is not below {current}"
             self._trace_icmp(report, now, "pmtu_not_lower", detail)
             return "pmtu_not_lower"
+        segment_size_before = self.effective_mss
         self.pmtu_mss = mss
         detail = f"path MTU {report.mtu}: MSS {current} -> {mss}"
         self._trace_icmp(report, now, "pmtu_lowered", detail)
-        if self._syn_acked and self.state in _SENDING_STATES and self.snd_una != self.snd_max:
+        # Only segments longer than the new size can have been dropped as too big (RFC
+        # 1191 6.5; Linux's tcp_simple_retransmit marks only those lost): when the peer's
+        # MSS already kept them smaller, or all in flight fits one new segment, resending
+        # would only repeat what the path carries.
+        segment_size = self.effective_mss
+        if (
+            self._syn_acked
+            and self.state in _SENDING_STATES
+            and segment_size < segment_size_before
+            and seq_sub(self.snd_max, self.snd_una) > segment_size
+        ):
             # The router dropped the quoted segment and every later one as big. RFC 1191
             # 6.5 allows resending at once rather than after a timeout; like Linux's
             # tcp_simple_retransmit, go back to SND.UNA at the new size without treating
@@ -1348,7 +1372,8 @@ class Connection:
 
         # Sixth: URG. Urgent data is not supported yet; the pointer is ignored.
         # Seventh and eighth: segment text and FIN.
-        self._verdict(seg, now, "accept", "")
+        if self._tracer is not None:  # every accepted segment passes here (issue 9)
+            self._verdict(seg, now, "accept", "")
         self._process_text_and_fin(seg, start, payload, fin_in_order, now)
 
     def _update_timestamp(self, seg: Segment) -> None:
@@ -1655,7 +1680,7 @@ class Connection:
             self._hold_out_of_order(seg, start, payload, now)
             return
         if payload:
-            gap_filled = len(self._reassembly) > 0
+            gap_filled = self._reassembly.held > 0
             self._take_in_order(payload)
             if gap_filled:
                 self._take_reassembled()
@@ -1849,28 +1874,40 @@ class Connection:
             return
         mss = self.effective_mss
         nodelay = self.config.nodelay
+        # Nothing below changes while this loop sends (it only emits segments and moves
+        # SND.NXT / SND.MAX), so it is read once per call, not once per segment (issue 9).
+        buffer_seq = self._send_buffer_seq
+        buffered = len(buffer)
+        snd_una = self.snd_una
+        snd_wnd = self.snd_wnd
+        cwnd = cc.cwnd
+        sacked = self.sack_enabled and self._scoreboard.sacked > 0
+        window: int | None = None  # the window field, computed for the first segment
         while True:
-            offset = seq_sub(self.snd_nxt, self._send_buffer_seq)
-            available = len(buffer) - offset if offset <= len(buffer) else 0
-            if self.sack_enabled and self._scoreboard.sacked and seq_lt(self.snd_nxt, self.snd_max):
-                # Going back over the flight after a timeout: never resend what the peer
-                # has SACKed (RFC 6675 5.1), and stop each segment at the next SACKed byte.
-                skip_to, limit = self._skip_sacked(self.snd_nxt)
-                if skip_to != self.snd_nxt:
-                    self.snd_nxt = skip_to
-                    continue
-                available = min(available, limit)
-            in_flight = seq_sub(self.snd_nxt, self.snd_una)
-            pipe = in_flight - self._sacked_below_snd_nxt() if self.sack_enabled else in_flight
+            snd_nxt = self.snd_nxt
+            offset = seq_sub(snd_nxt, buffer_seq)
+            available = buffered - offset if offset <= buffered else 0
+            in_flight = seq_sub(snd_nxt, snd_una)
+            pipe = in_flight
+            if sacked:
+                if seq_lt(snd_nxt, self.snd_max):
+                    # Going back over the flight after a timeout: never resend what the
+                    # peer has SACKed (RFC 6675 5.1), and stop each segment at the next
+                    # SACKed byte.
+                    skip_to, limit = self._skip_sacked(snd_nxt)
+                    if skip_to != snd_nxt:
+                        self.snd_nxt = skip_to
+                        continue
+                    available = min(available, limit)
+                pipe -= self._sacked_below_snd_nxt()
             # SACKed bytes leave the network (RFC 6675 pipe, against cwnd) but still sit
             # in the peer's buffer: the receive window counts them (RFC 9293 3.8.6).
-            allowed = min(self.snd_wnd - in_flight, cc.cwnd - pipe)
-            size = min(available, allowed, mss)
+            size = min(available, snd_wnd - in_flight, cwnd - pipe, mss)
             send_fin = (
                 self._fin_queued
                 and size == available
                 and self._fin_seq is not None
-                and seq_add(self.snd_nxt, max(size, 0)) == self._fin_seq
+                and seq_add(snd_nxt, max(size, 0)) == self._fin_seq
             )
             if size <= 0 and not send_fin:
                 break
@@ -1885,28 +1922,31 @@ class Connection:
                     or in_flight == 0
                 ):
                     break
-            seg = self._emit_data(self.snd_nxt, size, now)
+            if window is None:
+                # Nothing is received or read while this loop runs, so every segment of
+                # the burst carries the same window field: computed once, not per segment.
+                window = self._window_field(update=True)
+            seg = self._emit_data(snd_nxt, size, now, window)
             if (
                 self._rtt_timed_seq is None
                 and self.retransmissions == 0
-                and seq_ge(self.snd_nxt, self.snd_max)
+                and seq_ge(snd_nxt, self.snd_max)
             ):
-                self._rtt_timed_seq = self.snd_nxt  # time only new data (Karn's rule)
+                self._rtt_timed_seq = snd_nxt  # time only new data (Karn's rule)
                 self._rtt_timed_at = now
-            self.snd_nxt = seg.end_seq
-            if seq_gt(self.snd_nxt, self.snd_max):
-                self.snd_max = self.snd_nxt
+            self.snd_nxt = snd_nxt = seg.end_seq
+            if seq_gt(snd_nxt, self.snd_max):
+                self.snd_max = snd_nxt
             if self._retransmit_deadline is None:
                 self._arm_retransmit(now)
             if send_fin:
                 break
         # Zero window with data waiting and nothing in flight: probe it (RFC 9293 3.8.6.1).
-        pending = seq_sub(self._send_buffer_seq, self.snd_una) + len(buffer)
         if (
-            self.snd_wnd == 0
-            and pending > 0
-            and self.snd_una == self.snd_max
+            snd_wnd == 0
+            and snd_una == self.snd_max
             and self._persist_deadline is None
+            and seq_sub(buffer_seq, snd_una) + buffered > 0
         ):
             self._arm_persist(now)
 
@@ -1996,9 +2036,10 @@ class Connection:
             if seq_gt(seg.end_seq, self.snd_nxt):
                 self.snd_nxt = seg.end_seq
 
-    def _emit_data(self, seq: int, size: int, now: int) -> Segment:
+    def _emit_data(self, seq: int, size: int, now: int, window: int | None = None) -> Segment:
         """Emit `size` bytes of the send buffer starting at `seq`, with FIN when the
-        segment reaches our FIN's sequence number and the FIN is queued."""
+        segment reaches our FIN's sequence number and the FIN is queued. `window` is
+        the window field when the caller has it already (see _transmit)."""
         offset = seq_sub(seq, self._send_buffer_seq)
         buffer = self._send_buffer
         flags = Flag.ACK
@@ -2017,7 +2058,7 @@ class Connection:
             seq,
             self.rcv_nxt,
             flags,
-            self._window_field(update=True),
+            self._window_field(update=True) if window is None else window,
             0,
             self._segment_options(now, with_sack=False),
             bytes(buffer[offset : offset + size]) if size else b"",
@@ -2062,7 +2103,7 @@ class Connection:
         blocks, most recent first (RFC 2018 4), on ACKs while data is held."""
         timestamp = (self._ts_clock(now), self.ts_recent) if self.ts_enabled else None
         blocks: tuple[tuple[int, int], ...] = ()
-        if with_sack and self.sack_enabled and len(self._reassembly):
+        if with_sack and self.sack_enabled and self._reassembly.held:
             limit = 3 if timestamp is not None else 4
             base = self._receive_offset
             blocks = tuple(
@@ -2093,15 +2134,18 @@ class Connection:
         """
         shift = self.rcv_wscale
         rcv_nxt = self.rcv_nxt
-        free = max(self.config.receive_buffer_size - len(self._receive_buffer), 0)
-        free = min(free, MAX_UNSCALED_WINDOW << shift)
-        edge = seq_add(rcv_nxt, free)
+        config = self.config
+        # Both edges as distances from RCV.NXT: the one the free buffer space allows
+        # and the one we advertised last (when it is not behind RCV.NXT).
+        window = min(
+            max(config.receive_buffer_size - len(self._receive_buffer), 0),
+            MAX_UNSCALED_WINDOW << shift,
+        )
         old = self._advertised_edge
-        if old is not None and seq_ge(old, rcv_nxt):
-            step = min(self.config.receive_buffer_size // 2, self.config.mss)
-            if seq_le(edge, old) or seq_sub(edge, old) < step:
-                edge = old
-        window = seq_sub(edge, rcv_nxt)
+        if old is not None:
+            known = seq_sub(old, rcv_nxt)
+            if known < HALF and window - known < min(config.receive_buffer_size // 2, config.mss):
+                window = known  # not shrunk, and not moved by less than a step
         field = min((window + (1 << shift) - 1) >> shift, MAX_UNSCALED_WINDOW)
         if update:
             self._advertised_edge = seq_add(rcv_nxt, field << shift)
@@ -2119,13 +2163,20 @@ class Connection:
         if old is None:
             return False
         buffer_size = self.config.receive_buffer_size
+        # Distances from RCV.NXT; the peer's view first, as it usually settles the
+        # answer (a reader that keeps up leaves the known window above half the buffer).
+        known = seq_sub(old, self.rcv_nxt)
+        if known >= HALF:
+            known = 0  # the advertised edge is behind RCV.NXT
+        if known > buffer_size // 2:
+            return False
         free = max(buffer_size - len(self._receive_buffer), 0)
-        edge = seq_add(self.rcv_nxt, min(free, MAX_UNSCALED_WINDOW << self.rcv_wscale))
+        window = min(free, MAX_UNSCALED_WINDOW << self.rcv_wscale)
+        edge = seq_add(self.rcv_nxt, window)
         step = min(buffer_size // 2, self.config.mss)
         if not seq_gt(edge, old) or seq_sub(edge, old) < step:
             return False
-        known = seq_sub(old, self.rcv_nxt) if seq_gt(old, self.rcv_nxt) else 0
-        return known <= buffer_size // 2 and seq_sub(edge, self.rcv_nxt) >= 2 * known
+        return window >= 2 * known
 
     def _emit(self, seg: Segment, now: int) -> None:
         flags = seg.flags

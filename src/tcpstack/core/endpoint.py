@@ -30,7 +30,7 @@ from tcpstack.core.icmp import IcmpReport
 from tcpstack.core.ratelimit import DEFAULT_CHALLENGE_ACK_LIMIT, ChallengeAckLimiter
 from tcpstack.core.reassembly import DEFAULT_ENDPOINT_REASSEMBLY_BYTES, ReassemblyBudget
 from tcpstack.core.segment import Datagram, Flag, Options, Segment
-from tcpstack.core.seq import MASK, seq_add
+from tcpstack.core.seq import MASK, seq_add, seq_gt
 from tcpstack.core.state import State, Trigger
 from tcpstack.core.syncookies import (
     SynCookies,
@@ -192,7 +192,7 @@ class Endpoint:
             raise ValueError(f"listen(): port {port} out of range")
         if not reuse_address:
             self._settle_dirty()
-            if any(key[1] == port for key in self.time_wait):
+            if self.time_wait.uses_local_port(port):
                 raise AddressInUse(
                     "listen", State.TIME_WAIT, f"port {port} has connections in TIME_WAIT"
                 )
@@ -324,6 +324,19 @@ class Endpoint:
         self.connections[key] = conn
         return conn
 
+    def _iss_above(self, old_snd_nxt: int) -> IsnGenerator:
+        """ISNs for a 4-tuple reopened from TIME_WAIT: RFC 1122 4.2.2.13 (1) lets a new
+        SYN reopen it only if our new ISN is above the old incarnation's largest sequence
+        number. The usual ISN when it already is, else, as Linux (tw_snd_nxt + 65535 +
+        2), a window's worth above SND.NXT."""
+        generate = self._isn_generator
+
+        def iss_above(four_tuple: FourTuple, now: int) -> int:
+            iss = generate(four_tuple, now) & MASK
+            return iss if seq_gt(iss, old_snd_nxt) else seq_add(old_snd_nxt, 65537)
+
+        return iss_above
+
     def _on_wake(self, conn: Connection) -> None:
         self._dirty[conn] = None
         if self._track_woken:
@@ -382,7 +395,9 @@ class Endpoint:
             return
         listener = self.listeners.get(seg.dst_port)
         if listener is not None:
-            self._to_listener(listener, src, seg, now)
+            # An entry still here means its SYN ended it (RFC 6191 reuse).
+            old_snd_nxt = entry.snd_nxt if entry is not None else None
+            self._to_listener(listener, src, seg, now, old_snd_nxt)
             return
         # RFC 9293 3.10.7.1: no connection: RST unless the segment is itself a RST.
         if seg.flags & Flag.RST:
@@ -408,8 +423,11 @@ class Endpoint:
         self._settle(conn, now)
         return verdict
 
-    def _to_listener(self, listener: Listener, src: str, seg: Segment, now: int) -> None:
-        """RFC 9293 3.10.7.2 for a segment that matches only a listener."""
+    def _to_listener(
+        self, listener: Listener, src: str, seg: Segment, now: int, old_snd_nxt: int | None = None
+    ) -> None:
+        """RFC 9293 3.10.7.2 for a segment that matches only a listener; `old_snd_nxt`
+        is SND.NXT of the TIME_WAIT entry the SYN just ended, if any."""
         flags = seg.flags
         if flags & Flag.RST:
             self._drop(now, "listen_rst", "RST in LISTEN is ignored", seg)
@@ -440,7 +458,9 @@ class Endpoint:
             self._drop(now, "syn_backlog_full", "too many SYN_RECEIVED: SYN dropped", seg)
             return
         key = (self.address, listener.port, src, seg.src_port)
-        child = self._new_connection(key, listener.config)
+        child = self._new_connection(
+            key, listener.config, None if old_snd_nxt is None else self._iss_above(old_snd_nxt)
+        )
         listener.embryonic.add(child)
         self._parent[child] = listener
         child.listen(now=now, spawned=True)
@@ -539,11 +559,12 @@ class Endpoint:
         verdict = entry.classify(seg, rfc1337=self.rfc1337)
         if (
             verdict is TimeWaitVerdict.ACK
-            and (seg.flags & Flag.RST or entry.acks_unsent(seg))
+            and (seg.flags & (Flag.RST | Flag.SYN) or entry.acks_unsent(seg))
             and not self.challenge_limiter.allow(now)
         ):
-            # The ACK for an in-window RST or for an ACK of unsent data is a challenge
-            # ACK: rate limited (RFC 5961 7).
+            # The ACK for an in-window RST, for a SYN that may not reuse the 4-tuple
+            # (RFC 9293 3.10.7.4 fourth step -> RFC 5961 4.2) or for an ACK of unsent
+            # data is a challenge ACK: rate limited (RFC 5961 7).
             verdict = TimeWaitVerdict.DROP
         self.stats[f"time_wait.{verdict.value}"] += 1
         if self._tracer is not None:
@@ -674,7 +695,7 @@ class Endpoint:
         segments = conn.segments_to_send(now=now)
         if segments:
             src, dst = conn.local_ip, conn.remote_ip
-            self._outbox.extend(Datagram(src, dst, seg) for seg in segments)
+            self._outbox.extend([Datagram(src, dst, seg) for seg in segments])
 
     def _settle_dirty(self, now: int | None = None) -> None:
         while self._dirty:

@@ -14,10 +14,11 @@ MUST-54) and `Connection.receive_icmp_error` decides (RFC 9293 3.9.2.2):
   the connection later times out.
 - Hard errors (protocol / port unreachable, administratively prohibited) end a
   connection in SYN_SENT (RFC 1122 4.2.3.9 "SHOULD abort", RFC 9293 SHLD-26; Linux's
-  tcp_v4_err) and are only recorded, as soft errors, in synchronized states: RFC 5927
-  5.2's defence against blind resets, which Linux applies too.
+  tcp_v4_err, which ends SYN_SENT on soft errors too) and are only recorded, as soft
+  errors, in synchronized states: RFC 5927 5.2's defence against blind resets, which
+  Linux applies too.
 - Fragmentation needed lowers the connection's path MTU (RFC 1191, RFC 8201), never
-  below the floor.
+  below the floor; an IPv6 Packet Too Big below 1280 is discarded (RFC 8201 4).
 
 The TUN driver drops ICMP Source Quench (RFC 9293 MUST-55: silently discard) and, for
 now, Parameter Problem (a soft error in 3.9.2.2 that is not delivered yet).

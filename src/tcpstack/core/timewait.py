@@ -90,6 +90,10 @@ class TimeWaitEntry:
             if self.ts_offset >= 0 and timestamp is not None:
                 if seq_gt(timestamp[0], self.ts_recent):
                     return TimeWaitVerdict.REUSE
+                # RFC 6191 2: an equal TSval still allows reuse when SEG.SEQ lies above
+                # the old RCV.NXT (Linux: no PAWS reject, ISN after tw_rcv_nxt).
+                if timestamp[0] == self.ts_recent and seq_gt(seg.seq, self.rcv_nxt):
+                    return TimeWaitVerdict.REUSE
             elif seq_gt(seg.seq, self.rcv_nxt):
                 return TimeWaitVerdict.REUSE
             return TimeWaitVerdict.ACK
@@ -97,6 +101,11 @@ class TimeWaitEntry:
             return TimeWaitVerdict.ACK_RESTART  # our last ACK was lost (seed C11a)
         if seq_lt(seg.seq, self.rcv_nxt) or seg.seg_len:
             return TimeWaitVerdict.ACK  # an old duplicate: RFC 9293 first step, ACK it
+        if seg.seq != self.rcv_nxt and not seq_in_window(seg.seq, self.rcv_nxt, self.window):
+            # RFC 9293 3.10.7.4 first step: beyond RCV.NXT + RCV.WND is unacceptable, and
+            # an unacceptable segment is answered with an ACK (the window is the field we
+            # advertise, as for RST above: with window scaling it understates RCV.WND).
+            return TimeWaitVerdict.ACK
         if self.acks_unsent(seg):
             # RFC 9293 3.10.7.4 fifth check / RFC 5961 5.2: an ACK of something never
             # sent is dropped with an ACK in reply (a challenge ACK, rate limited by the
@@ -148,7 +157,9 @@ def _address_number(address: str) -> int:
         ip = ipaddress.ip_address(address)
     except ValueError:
         ip = None
-    if ip is not None and str(ip) == address:
+    # A zone ("fe80::1%eth0", RFC 4007 11) is not in int(ip): such an address keeps its
+    # text, so peers on different links get different keys.
+    if ip is not None and str(ip) == address and "%" not in address:
         return int(ip) << 2 | (_IPV6 if ip.version == 6 else _IPV4)
     return int.from_bytes(address.encode(), "big") << 2 | _NAME
 
@@ -160,6 +171,10 @@ def _address_text(number: int) -> str:
     if kind == _IPV6:
         return str(ipaddress.IPv6Address(value))
     return value.to_bytes((value.bit_length() + 7) // 8, "big").decode()
+
+
+def _deadline_of(item: tuple[int, int]) -> int:
+    return item[0]
 
 
 class _Expiries:
@@ -209,6 +224,10 @@ class TimeWaitTable(Mapping[FourTuple, TimeWaitEntry]):
         self._entries: dict[int, int] = {}  # packed key -> packed state
         self._expiries: dict[int, _Expiries] = {}  # by duration
         self._holders: weakref.WeakValueDictionary[int, Connection] = weakref.WeakValueDictionary()
+        # Entries per local port: bind()/listen()/connect() ask whether a port has
+        # TIME_WAIT entries, which must not cost a walk over a full table (262,144
+        # entries by default).
+        self._local_ports: dict[int, int] = {}
 
     # ------------------------------------------------------------------ keys
 
@@ -259,6 +278,22 @@ class TimeWaitTable(Mapping[FourTuple, TimeWaitEntry]):
     def __len__(self) -> int:
         return len(self._entries)
 
+    def uses_local_port(self, port: int) -> bool:
+        """Whether any entry has `port` as its local port (O(1))."""
+        return port in self._local_ports
+
+    def local_ports(self) -> Iterator[int]:
+        """The local ports that have entries, each once."""
+        return iter(self._local_ports)
+
+    def _forget_port(self, key: int) -> None:
+        port = key >> _PORT_BITS & 0xFFFF
+        left = self._local_ports[port] - 1
+        if left:
+            self._local_ports[port] = left
+        else:
+            del self._local_ports[port]
+
     # ------------------------------------------------------------------ changes
 
     def add(self, connection: Connection, deadline: int, now: int) -> None:
@@ -270,6 +305,9 @@ class TimeWaitTable(Mapping[FourTuple, TimeWaitEntry]):
         duration = connection.config.time_wait_duration
         if not 0 <= duration <= _DURATION_MASK:
             raise ValueError(f"time_wait_duration {duration} out of range")
+        if key not in self._entries:
+            port = connection.local_port
+            self._local_ports[port] = self._local_ports.get(port, 0) + 1
         self._entries[key] = (
             snd_nxt
             | rcv_nxt << 32
@@ -302,6 +340,7 @@ class TimeWaitTable(Mapping[FourTuple, TimeWaitEntry]):
         key = self._key(four_tuple)
         if key is None or self._entries.pop(key, None) is None:
             raise KeyError(four_tuple)
+        self._forget_port(key)
         return self._holders.pop(key, None)
 
     def holder(self, key: int) -> Connection | None:
@@ -341,18 +380,22 @@ class TimeWaitTable(Mapping[FourTuple, TimeWaitEntry]):
 
     def pop_expired(self, now: int) -> list[tuple[FourTuple, Connection | None]]:
         """Remove every entry whose 2*MSL has passed (RFC 9293 3.10.8), in deadline
-        order per duration; returns their 4-tuples and the Connections still held."""
-        done: list[tuple[FourTuple, Connection | None]] = []
+        order (across durations too, for a late call); returns their 4-tuples and the
+        Connections still held."""
         if not self._entries:
             self._expiries.clear()  # only stale positions were left
-            return done
+            return []
+        due: list[tuple[int, int]] = []  # (deadline, key)
         for expiries in self._expiries.values():
             while (first := self._live_first(expiries)) is not None and first[1] <= now:
                 key = first[0]
                 expiries.pop_first()
                 del self._entries[key]
-                done.append((self._four_tuple(key), self._holders.pop(key, None)))
-        return done
+                self._forget_port(key)
+                due.append((first[1], key))
+        if len(self._expiries) > 1:
+            due.sort(key=_deadline_of)  # stable: FIFO order kept for equal deadlines
+        return [(self._four_tuple(key), self._holders.pop(key, None)) for _, key in due]
 
     # ------------------------------------------------------------------ sizes
 

@@ -94,11 +94,13 @@ ICMP_UNREACHABLE_CODES = {
     12: "host_tos_unreachable",
     13: "admin_prohibited",
 }
-# What each ICMP destination-unreachable code tells TCP (core/icmp.py), grouped as the
-# errno Linux reports: 0/6/11 net, 1/7/8/12 host unreachable; 9, 10 and 13-15 (RFC 1812
-# 5.2.7.1: administratively prohibited, precedence) are hard errors there, as here.
-# Linux also takes 6-8 (unknown / isolated) as hard; here they are soft, so an attempt
-# they answer ends at its SYN timeout (with the same errno) rather than at once.
+# What each ICMP destination-unreachable code tells TCP (core/icmp.py), grouped mostly
+# as the errno Linux reports (icmp_err_convert): 0/6/11 net, 1/12 host unreachable;
+# 9, 10 and 13-15 (RFC 1812 5.2.7.1: administratively prohibited, precedence) are hard
+# errors there, as here. Differences: Linux reports 7 as EHOSTDOWN, 8 as ENONET and 9
+# as ENETUNREACH (here EHOSTUNREACH), and its tcp_v4_err ends SYN_SENT on any of these
+# errors, soft ones included; here soft errors (RFC 9293 MUST-56) only end an attempt
+# at its SYN timeout.
 _ICMP_UNREACHABLE_KINDS = {
     0: IcmpKind.NET_UNREACHABLE,
     1: IcmpKind.HOST_UNREACHABLE,
@@ -458,6 +460,10 @@ def parse_icmp_error(ip: IpPacket) -> IcmpError:
         if len(quoted) < IPV4_HEADER_LEN or quoted[0] >> 4 != 4:
             raise PacketError("icmp.bad_quote", "quoted packet is not IPv4")
         ihl = (quoted[0] & 0x0F) * 4
+        if ihl < IPV4_HEADER_LEN:
+            # RFC 791: IHL >= 5. A shorter one would put the "TCP header" inside the
+            # quoted IP header (Linux's icmp_unreach drops such a quote too).
+            raise PacketError("icmp.bad_quote", f"quoted IPv4 header length {ihl}")
         protocol = quoted[9]
         inner_src, inner_dst = quoted[12:16], quoted[16:20]
         transport = quoted[ihl:]

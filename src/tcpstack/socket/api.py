@@ -321,7 +321,7 @@ class Socket:
             for key, conn in endpoint.connections.items():
                 if key[1] == port:
                     return f"port {port} is used by a connection in {conn.state.value}"
-            if any(key[1] == port for key in endpoint.time_wait):
+            if endpoint.time_wait.uses_local_port(port):
                 return f"port {port} is used by a connection in TIME_WAIT"
         return None
 
@@ -329,7 +329,7 @@ class Socket:
         low, high = EPHEMERAL_PORTS
         used = set(endpoint.listeners)
         used.update(key[1] for key in endpoint.connections)
-        used.update(key[1] for key in endpoint.time_wait)
+        used.update(endpoint.time_wait.local_ports())
         used.update(port for port, holders in table.bound.items() if holders)
         span = high - low + 1
         start = table.cursor
