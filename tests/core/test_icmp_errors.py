@@ -17,6 +17,7 @@ from tcpstack.core.icmp import IcmpKind, IcmpReport, mss_for_path_mtu
 from tcpstack.core.segment import Datagram, Flag, Options, Segment
 from tcpstack.core.state import State
 from tcpstack.core.trace import TraceKind
+from tcpstack.net.packet import IcmpError
 
 from .harness import (
     ACK,
@@ -243,13 +244,62 @@ def test_mss_for_path_mtu_floors() -> None:
     assert mss_for_path_mtu(1000, ipv6=True) == 1220  # RFC 8200: 1280 at least
 
 
-def test_errno_names_follow_linux() -> None:
+# Linux's icmp_err_convert (net/ipv4/icmp.c), the errno for each IPv4 destination
+# unreachable code 0-15, checked against the kernel source; not taken from our table.
+LINUX_IPV4_UNREACHABLE_ERRNO = {
+    0: "ENETUNREACH",
+    1: "EHOSTUNREACH",
+    2: "ENOPROTOOPT",
+    3: "ECONNREFUSED",
+    4: "EMSGSIZE",
+    5: "EOPNOTSUPP",
+    6: "ENETUNREACH",
+    7: "EHOSTDOWN",
+    8: "ENONET",
+    9: "ENETUNREACH",
+    10: "EHOSTUNREACH",
+    11: "ENETUNREACH",
+    12: "EHOSTUNREACH",
+    13: "EHOSTUNREACH",
+    14: "EHOSTUNREACH",
+    15: "EHOSTUNREACH",
+}
+# The kinds (soft or hard here) each code is delivered as by the TUN driver; 6-8 stay
+# soft like net / host unreachable (RFC 9293 MUST-56) although Linux counts them fatal.
+SOFT_CODES = {0, 1, 5, 6, 7, 8, 11, 12}
+HARD_CODES = {2, 3, 9, 10, 13, 14, 15}
+
+
+@pytest.mark.parametrize("code", sorted(LINUX_IPV4_UNREACHABLE_ERRNO))
+def test_errno_names_follow_linux(code: int) -> None:
+    """The errno an application sees for each ICMP destination-unreachable code is the
+    one Linux reports; the code's kind keeps its soft / hard classification."""
+    error = IcmpError(
+        4, "10.0.0.254", "unreachable", code, f"code_{code}", LOCAL_IP, LOCAL_PORT,
+        REMOTE_IP, REMOTE_PORT, LOCAL_ISS, 1000 if code == 4 else None,
+    )  # fmt: skip
+    delivered = error.report()
+    assert delivered is not None
+    assert delivered.errno_name == LINUX_IPV4_UNREACHABLE_ERRNO[code]
+    if code == 4:
+        assert delivered.kind is IcmpKind.FRAGMENTATION_NEEDED
+    else:
+        assert delivered.kind.hard is (code in HARD_CODES)
+        assert (code in SOFT_CODES) is not (code in HARD_CODES)
+
+
+def test_errno_names_without_an_ipv4_code_follow_linux() -> None:
+    """ICMPv6 (icmpv6_err_convert), time exceeded (tcp_v4_err) and reports built
+    without a code: the errno of the kind."""
     assert report(0, IcmpKind.HOST_UNREACHABLE).errno_name == "EHOSTUNREACH"
     assert report(0, IcmpKind.NET_UNREACHABLE).errno_name == "ENETUNREACH"
     assert report(0, IcmpKind.PORT_UNREACHABLE).errno_name == "ECONNREFUSED"
     assert report(0, IcmpKind.PROTOCOL_UNREACHABLE).errno_name == "ENOPROTOOPT"
     assert report(0, IcmpKind.ADMIN_PROHIBITED).errno_name == "EHOSTUNREACH"
+    assert report(0, IcmpKind.TIME_EXCEEDED).errno_name == "EHOSTUNREACH"
+    assert report(0, IcmpKind.FRAGMENTATION_NEEDED, 1280).errno_name == "EMSGSIZE"
     assert report(0, IcmpKind.ADMIN_PROHIBITED, local_ip="fd00::1").errno_name == "EACCES"
+    assert report(0, IcmpKind.PORT_UNREACHABLE, local_ip="fd00::1").errno_name == "ECONNREFUSED"
     assert [k for k in IcmpKind if k.hard] == [
         IcmpKind.PROTOCOL_UNREACHABLE,
         IcmpKind.PORT_UNREACHABLE,

@@ -64,12 +64,12 @@ def close_error(conn: Connection) -> OSError | None:
     if reason is CloseReason.REFUSED:
         return _os_error(errno.ECONNREFUSED, "RST in answer to our SYN")
     if reason is CloseReason.UNREACHABLE and icmp is not None:
-        code = getattr(errno, icmp.errno_name)
+        code = getattr(errno, icmp.errno_name, errno.EHOSTUNREACH)  # ENONET is Linux-only
         return _os_error(code, f"ICMP {icmp.kind.value} from {icmp.reporter or 'the path'}")
     if reason in _TIMEOUTS:
         if icmp is not None:
             # Linux's tcp_write_err: sk_err_soft, if an ICMP error came, else ETIMEDOUT.
-            code = getattr(errno, icmp.errno_name)
+            code = getattr(errno, icmp.errno_name, errno.EHOSTUNREACH)
             return _os_error(code, f"{reason.value} after ICMP {icmp.kind.value}")
         return _os_error(errno.ETIMEDOUT, reason.value)
     return None

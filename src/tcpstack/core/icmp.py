@@ -23,17 +23,22 @@ MUST-54) and `Connection.receive_icmp_error` decides (RFC 9293 3.9.2.2):
 The TUN driver drops ICMP Source Quench (RFC 9293 MUST-55: silently discard) and, for
 now, Parameter Problem (a soft error in 3.9.2.2 that is not delivered yet).
 
-The errno names are what Linux reports for each kind (its icmp_err_convert table); the
+The errno names are what Linux reports (net/ipv4/icmp.c icmp_err_convert, indexed by the
+IPv4 destination-unreachable code; net/ipv6/icmp.c icmpv6_err_convert; tcp_v4_err's
+EHOSTUNREACH for time exceeded). Linux names some codes differently from the kind they
+share here (7 EHOSTDOWN, 8 ENONET, 9 ENETUNREACH), so a report that carries its IPv4
+code takes the errno from the per-code table; the kind still decides soft or hard. The
 core only names them, drivers turn them into OSError.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from enum import Enum
 
 __all__ = [
     "IPV4_MIN_PMTU",
+    "IPV4_UNREACHABLE_ERRNO_NAMES",
     "IPV6_MIN_MTU",
     "IcmpKind",
     "IcmpReport",
@@ -76,7 +81,32 @@ _HARD_KINDS = frozenset(
     {IcmpKind.PROTOCOL_UNREACHABLE, IcmpKind.PORT_UNREACHABLE, IcmpKind.ADMIN_PROHIBITED}
 )
 
-# The errno Linux reports for each kind (icmp_err_convert; time exceeded: EHOSTUNREACH).
+# The errno Linux reports for each IPv4 destination-unreachable code 0-15 (RFC 792, RFC
+# 1812 5.2.7.1), in the order of its icmp_err_convert table. Linux also marks 6-10 and
+# 13-15 fatal; here net / host unknown and host isolated (6-8) stay soft errors like net
+# / host unreachable (RFC 9293 MUST-56), and the kinds of 9, 10, 13-15 are hard.
+IPV4_UNREACHABLE_ERRNO_NAMES = (
+    "ENETUNREACH",  # 0 net unreachable
+    "EHOSTUNREACH",  # 1 host unreachable
+    "ENOPROTOOPT",  # 2 protocol unreachable
+    "ECONNREFUSED",  # 3 port unreachable
+    "EMSGSIZE",  # 4 fragmentation needed and DF set
+    "EOPNOTSUPP",  # 5 source route failed
+    "ENETUNREACH",  # 6 destination network unknown
+    "EHOSTDOWN",  # 7 destination host unknown
+    "ENONET",  # 8 source host isolated
+    "ENETUNREACH",  # 9 network administratively prohibited
+    "EHOSTUNREACH",  # 10 host administratively prohibited
+    "ENETUNREACH",  # 11 network unreachable for type of service
+    "EHOSTUNREACH",  # 12 host unreachable for type of service
+    "EHOSTUNREACH",  # 13 communication administratively prohibited
+    "EHOSTUNREACH",  # 14 host precedence violation
+    "EHOSTUNREACH",  # 15 precedence cutoff in effect
+)
+
+# The errno for each kind when the report carries no IPv4 code (ICMPv6, time exceeded,
+# reports built without one): icmp_err_convert's for the kind's usual code (0-5, and 13
+# for administratively prohibited), tcp_v4_err's EHOSTUNREACH for time exceeded.
 _ERRNO_NAMES = {
     IcmpKind.NET_UNREACHABLE: "ENETUNREACH",
     IcmpKind.HOST_UNREACHABLE: "EHOSTUNREACH",
@@ -96,7 +126,10 @@ class IcmpReport:
     local/remote are the quoted segment's source (us) and destination, so
     `four_tuple` is the Endpoint's key; `seq` is the quoted SEG.SEQ; `mtu` the next-hop
     MTU of fragmentation needed / packet too big (None or 0 when the router gave none);
-    `reporter` the address that sent the ICMP message (for traces).
+    `reporter` the address that sent the ICMP message (for traces);
+    `unreachable_code` the code of an IPv4 Destination Unreachable (None for any other
+    message), which only picks Linux's errno: it takes no part in equality, since the
+    kind is all that TCP acts on.
     """
 
     local_ip: str
@@ -107,6 +140,7 @@ class IcmpReport:
     kind: IcmpKind
     mtu: int | None = None
     reporter: str = ""
+    unreachable_code: int | None = field(default=None, compare=False)
 
     @property
     def four_tuple(self) -> tuple[str, int, str, int]:
@@ -120,6 +154,9 @@ class IcmpReport:
     def errno_name(self) -> str:
         """The errno Linux reports for this error, e.g. 'EHOSTUNREACH' (ICMPv6's
         administratively prohibited is EACCES there)."""
+        code = self.unreachable_code
+        if code is not None and 0 <= code < len(IPV4_UNREACHABLE_ERRNO_NAMES):
+            return IPV4_UNREACHABLE_ERRNO_NAMES[code]
         if self.kind is IcmpKind.ADMIN_PROHIBITED and self.ipv6:
             return "EACCES"
         return _ERRNO_NAMES[self.kind]

@@ -97,10 +97,11 @@ ICMP_UNREACHABLE_CODES = {
 # What each ICMP destination-unreachable code tells TCP (core/icmp.py), grouped mostly
 # as the errno Linux reports (icmp_err_convert): 0/6/11 net, 1/12 host unreachable;
 # 9, 10 and 13-15 (RFC 1812 5.2.7.1: administratively prohibited, precedence) are hard
-# errors there, as here. Differences: Linux reports 7 as EHOSTDOWN, 8 as ENONET and 9
-# as ENETUNREACH (here EHOSTUNREACH), and its tcp_v4_err ends SYN_SENT on any of these
-# errors, soft ones included; here soft errors (RFC 9293 MUST-56) only end an attempt
-# at its SYN timeout.
+# errors there, as here. The errno follows the code itself (the report carries it:
+# 7 EHOSTDOWN, 8 ENONET, 9 ENETUNREACH as in Linux, core/icmp.py). Differences: Linux
+# also counts 6-8 as fatal, and its tcp_v4_err ends SYN_SENT on any of these errors,
+# soft ones included; here soft errors (RFC 9293 MUST-56) only end an attempt at its
+# SYN timeout.
 _ICMP_UNREACHABLE_KINDS = {
     0: IcmpKind.NET_UNREACHABLE,
     1: IcmpKind.HOST_UNREACHABLE,
@@ -228,6 +229,7 @@ class IcmpError:
             kind,
             self.mtu,
             self.reporter,
+            self.code if self.version == 4 and self.kind == "unreachable" else None,
         )
 
     @property

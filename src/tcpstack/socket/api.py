@@ -271,7 +271,7 @@ class Socket:
             icmp = conn.icmp_error
             if icmp is not None and (reason is CloseReason.UNREACHABLE or code == errno.ETIMEDOUT):
                 # An ICMP hard error, or a timeout after a soft one (Linux's sk_err_soft).
-                code = getattr(errno, icmp.errno_name)
+                code = getattr(errno, icmp.errno_name, errno.EHOSTUNREACH)  # ENONET is Linux-only
             if code:
                 self._pending_error = code
 
