@@ -30,36 +30,13 @@ from tests.core.test_endpoint import (
     sent,
     to_peer,
 )
+from tests.core.test_time_wait_entries import (
+    TW_END,
+    ack_from_time_wait,
+    to_time_wait_with_timestamps,
+)
 
-TW_END = 3 * MS + PLAIN.time_wait_duration  # _to_time_wait enters TIME_WAIT at 3 ms
 KEY = (HOST, 4000, PEER, 80)
-
-
-def ack_from_time_wait() -> object:
-    return to_peer(4000, 80, ACK, ISS + 2, seq_add(PEER_ISS, 2))
-
-
-def _to_time_wait_with_timestamps(endpoint: Endpoint, ts_peer: int) -> None:
-    """Like _to_time_wait with timestamps on both sides; TS.Recent ends at ts_peer + 3."""
-    conn = endpoint.connect(PEER, 80, now=0, local_port=4000)
-    synack = from_peer(
-        80, 4000, SYN | ACK, PEER_ISS, ISS + 1, options=Options(mss=1460, timestamp=(ts_peer, 1))
-    )
-    endpoint.receive_datagram(synack, now=MS)
-    conn.close(now=2 * MS)
-    sent(endpoint, 2 * MS)
-    fin = from_peer(
-        80,
-        4000,
-        FIN | ACK,
-        seq_add(PEER_ISS, 1),
-        ISS + 2,
-        options=Options(timestamp=(ts_peer + 3, 1)),
-    )
-    endpoint.receive_datagram(fin, now=3 * MS)
-    sent(endpoint, 3 * MS)
-    assert conn.state is State.TIME_WAIT
-    assert endpoint.time_wait[KEY].ts_recent == ts_peer + 3
 
 
 def test_syn_with_equal_timestamp_and_higher_isn_reuses_the_four_tuple() -> None:
@@ -68,7 +45,7 @@ def test_syn_with_equal_timestamp_and_higher_isn_reuses_the_four_tuple() -> None
     is not a PAWS reject, and the ISN is after tw_rcv_nxt)."""
     endpoint, _ = make(config=PLAIN.with_changes(timestamps=True))
     endpoint.listen(4000, reuse_address=True)
-    _to_time_wait_with_timestamps(endpoint, 50_000)
+    to_time_wait_with_timestamps(endpoint, 50_000)
     new_isn = seq_add(PEER_ISS, 100_000)
     syn = from_peer(80, 4000, SYN, new_isn, options=Options(timestamp=(50_003, 0)))
     endpoint.receive_datagram(syn, now=20 * MS)
@@ -82,7 +59,7 @@ def test_syn_with_equal_timestamp_and_old_isn_keeps_time_wait() -> None:
     """RFC 6191 2: equal TSval and SEG.SEQ not above RCV.NXT -> the entry stays."""
     endpoint, _ = make(config=PLAIN.with_changes(timestamps=True))
     endpoint.listen(4000, reuse_address=True)
-    _to_time_wait_with_timestamps(endpoint, 50_000)
+    to_time_wait_with_timestamps(endpoint, 50_000)
     syn = from_peer(80, 4000, SYN, PEER_ISS, options=Options(timestamp=(50_003, 0)))
     endpoint.receive_datagram(syn, now=20 * MS)
     assert [d.segment.flags for d in sent(endpoint, 20 * MS)] == [ACK]

@@ -13,6 +13,7 @@ import gc
 import pytest
 
 from tcpstack.core.config import PLAIN, SECOND
+from tcpstack.core.connection import Connection
 from tcpstack.core.endpoint import Endpoint
 from tcpstack.core.errors import AddressInUse
 from tcpstack.core.events import Closed, CloseReason
@@ -143,26 +144,13 @@ def test_syn_below_rcv_nxt_is_answered_with_an_ack() -> None:
     assert list(endpoint.time_wait) == [(HOST, 4000, PEER, 80)]
 
 
-@pytest.mark.parametrize(("tsval_delta", "reused"), [(+1, True), (-1, False)])
-def test_syn_with_timestamps_is_judged_by_its_timestamp(tsval_delta: int, reused: bool) -> None:
-    """RFC 6191 with timestamps: a newer TSval than TS.Recent allows reuse, even with a
-    lower ISN; an older one gets an ACK (carrying our timestamps)."""
-    config = PLAIN.with_changes(timestamps=True)
-    endpoint, _ = make(config=config)
-    endpoint.listen(4000, reuse_address=True)
+def to_time_wait_with_timestamps(endpoint: Endpoint, ts_peer: int) -> Connection:
+    """Like _to_time_wait, with timestamps on both sides; TS.Recent ends at ts_peer + 3."""
     conn = endpoint.connect(PEER, 80, now=0, local_port=4000)
-    ts_peer = 50_000
-    endpoint.receive_datagram(
-        from_peer(
-            80,
-            4000,
-            SYN | ACK,
-            PEER_ISS,
-            ISS + 1,
-            options=Options(mss=1460, timestamp=(ts_peer, 1)),
-        ),
-        now=MS,
+    synack = from_peer(
+        80, 4000, SYN | ACK, PEER_ISS, ISS + 1, options=Options(mss=1460, timestamp=(ts_peer, 1))
     )
+    endpoint.receive_datagram(synack, now=MS)
     conn.close(now=2 * MS)
     sent(endpoint, 2 * MS)
     fin = from_peer(
@@ -176,6 +164,19 @@ def test_syn_with_timestamps_is_judged_by_its_timestamp(tsval_delta: int, reused
     endpoint.receive_datagram(fin, now=3 * MS)
     sent(endpoint, 3 * MS)
     assert conn.state is State.TIME_WAIT
+    assert endpoint.time_wait[conn.four_tuple].ts_recent == ts_peer + 3
+    return conn
+
+
+@pytest.mark.parametrize(("tsval_delta", "reused"), [(+1, True), (-1, False)])
+def test_syn_with_timestamps_is_judged_by_its_timestamp(tsval_delta: int, reused: bool) -> None:
+    """RFC 6191 with timestamps: a newer TSval than TS.Recent allows reuse, even with a
+    lower ISN; an older one gets an ACK (carrying our timestamps)."""
+    config = PLAIN.with_changes(timestamps=True)
+    endpoint, _ = make(config=config)
+    endpoint.listen(4000, reuse_address=True)
+    ts_peer = 50_000
+    conn = to_time_wait_with_timestamps(endpoint, ts_peer)
     syn = from_peer(
         80, 4000, SYN, PEER_ISS, options=Options(timestamp=(ts_peer + 3 + tsval_delta, 0))
     )
@@ -250,3 +251,11 @@ def test_local_ports_in_use_follow_adds_removals_and_expiry() -> None:
     endpoint.handle_timer(now=endpoint.next_timer() or 0)
     assert not table.uses_local_port(4001)
     assert list(table.local_ports()) == []
+
+
+def test_local_ports_in_use_cover_listeners_connections_and_time_wait() -> None:
+    endpoint, _ = make()
+    endpoint.listen(80)
+    _to_time_wait(endpoint, 4000)
+    endpoint.connect(PEER, 80, now=0, local_port=4001)
+    assert endpoint.local_ports_in_use() == {80, 4000, 4001}

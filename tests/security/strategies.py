@@ -22,17 +22,41 @@ that whatever the connection's state.
 
 from __future__ import annotations
 
+import math
+import os
 import struct
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
+from hypothesis import HealthCheck, seed, settings
 from hypothesis import strategies as st
 
 from tcpstack.core.codec import encode_segment, tcp_checksum
 from tcpstack.core.segment import Flag, Options, Segment
 from tcpstack.core.seq import MASK, seq_add, seq_sub
 from tcpstack.net.packet import IpLayer, TcpPayload, encode_ipv4
-from tests.security.endpoint_rig import HOST, ISS, PEER, Rig, pattern
+from tests.security.endpoint_rig import ALL_STATES, HOST, ISS, PEER, Rig, pattern
+
+# TCPSTACK_FUZZ_SEED=S explores another (still reproducible) stream of examples.
+FUZZ_SEED = os.environ.get("TCPSTACK_FUZZ_SEED")
+
+
+def fuzz_profile(total: int) -> Callable[[Any], Any]:
+    """Deterministic settings with `total` examples split across the eleven states."""
+    configured = settings(
+        max_examples=math.ceil(total / len(ALL_STATES)),
+        derandomize=FUZZ_SEED is None,
+        database=None,
+        deadline=None,
+        print_blob=True,
+        suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large],
+    )
+    if FUZZ_SEED is None:
+        return configured
+    chosen = int(FUZZ_SEED)
+    return lambda test: seed(chosen)(configured(test))
+
 
 # Anchors for a sequence number (peer side): RCV.NXT, the right edge RCV.NXT + RCV.WND,
 # IRS, the peer script's next sequence number, 0; None = an absolute number.

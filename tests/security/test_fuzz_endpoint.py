@@ -18,36 +18,17 @@ reproducible, stream of examples.
 
 from __future__ import annotations
 
-import math
 import os
-from collections.abc import Callable
-from typing import Any
 
 import pytest
-from hypothesis import HealthCheck, given, seed, settings
+from hypothesis import given
 
 from tcpstack.core.state import State
 from tests.security.endpoint_rig import ALL_STATES, Rig
-from tests.security.strategies import CASE, Case, feed_step
+from tests.security.strategies import CASE, Case, feed_step, fuzz_profile
 
 DEFAULT_TOTAL = int(os.environ.get("TCPSTACK_FUZZ_EXAMPLES", "20000"))
 SLOW_TOTAL = int(os.environ.get("TCPSTACK_FUZZ_SLOW_EXAMPLES", "1000000"))
-SEED = os.environ.get("TCPSTACK_FUZZ_SEED")
-
-
-def _profile(total: int) -> Callable[[Any], Any]:
-    """Deterministic settings with `total` examples split across the eleven states."""
-    configured = settings(
-        max_examples=math.ceil(total / len(ALL_STATES)),
-        derandomize=SEED is None,
-        database=None,
-        deadline=None,
-        print_blob=True,
-        suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large],
-    )
-    if SEED is None:
-        return configured
-    return lambda test: seed(int(SEED))(configured(test))
 
 
 def run_case(state: State, case: Case) -> None:
@@ -57,7 +38,7 @@ def run_case(state: State, case: Case) -> None:
 
 
 @pytest.mark.parametrize("state", ALL_STATES, ids=str)
-@_profile(DEFAULT_TOTAL)
+@fuzz_profile(DEFAULT_TOTAL)
 @given(case=CASE)
 def test_fuzz_endpoint(state: State, case: Case) -> None:
     run_case(state, case)
@@ -65,7 +46,7 @@ def test_fuzz_endpoint(state: State, case: Case) -> None:
 
 @pytest.mark.slow
 @pytest.mark.parametrize("state", ALL_STATES, ids=str)
-@_profile(SLOW_TOTAL)
+@fuzz_profile(SLOW_TOTAL)
 @given(case=CASE)
 def test_fuzz_endpoint_slow(state: State, case: Case) -> None:
     run_case(state, case)

@@ -33,19 +33,17 @@ Deterministic like test_fuzz_endpoint.py (TCPSTACK_FUZZ_SEED=S for another strea
 
 from __future__ import annotations
 
-import math
 import os
 import socket
 import struct
 from collections import Counter
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
-from typing import Any
 from unittest import mock
 
 import pytest
-from hypothesis import HealthCheck, given, seed, settings
+from hypothesis import given
 from hypothesis import strategies as st
 
 from tcpstack.core.codec import encode_segment, internet_checksum
@@ -77,11 +75,11 @@ from tests.security.strategies import (
     Step,
     _weird_segment,
     feed_step,
+    fuzz_profile,
 )
 
 DEFAULT_TOTAL = int(os.environ.get("TCPSTACK_FUZZ_ICMP_EXAMPLES", "22000"))
 SLOW_TOTAL = int(os.environ.get("TCPSTACK_FUZZ_ICMP_SLOW_EXAMPLES", "500000"))
-SEED = os.environ.get("TCPSTACK_FUZZ_SEED")
 
 # The rig's addresses for an IPv6 case (the rig's own are IPv4), and the routers that
 # report the errors.
@@ -438,23 +436,8 @@ def run_case(state: State, case: IcmpCase) -> None:
             run.feed(step)
 
 
-def _profile(total: int) -> Callable[[Any], Any]:
-    """Deterministic settings with `total` examples split across the eleven states."""
-    configured = settings(
-        max_examples=math.ceil(total / len(ALL_STATES)),
-        derandomize=SEED is None,
-        database=None,
-        deadline=None,
-        print_blob=True,
-        suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large],
-    )
-    if SEED is None:
-        return configured
-    return lambda test: seed(int(SEED))(configured(test))
-
-
 @pytest.mark.parametrize("state", ALL_STATES, ids=str)
-@_profile(DEFAULT_TOTAL)
+@fuzz_profile(DEFAULT_TOTAL)
 @given(case=CASE)
 def test_fuzz_icmp(state: State, case: IcmpCase) -> None:
     run_case(state, case)
@@ -462,7 +445,7 @@ def test_fuzz_icmp(state: State, case: IcmpCase) -> None:
 
 @pytest.mark.slow
 @pytest.mark.parametrize("state", ALL_STATES, ids=str)
-@_profile(SLOW_TOTAL)
+@fuzz_profile(SLOW_TOTAL)
 @given(case=CASE)
 def test_fuzz_icmp_slow(state: State, case: IcmpCase) -> None:
     run_case(state, case)
