@@ -20,7 +20,7 @@ from tcpstack.aio.stack import NetStack, Stack
 from tcpstack.aio.transport import TcpTransport, close_error
 from tcpstack.core.config import Config
 from tcpstack.core.connection import Connection
-from tcpstack.core.endpoint import Endpoint, Listener
+from tcpstack.core.endpoint import EPHEMERAL_PORTS, Endpoint, Listener
 from tcpstack.core.errors import AddressInUse, InvalidOperation
 from tcpstack.core.state import State
 from tcpstack.net.loop import NetLoop
@@ -361,10 +361,8 @@ async def create_server(
 
 
 def _free_port(endpoint: Endpoint) -> int:
-    low, high = 32768, 60999
-    used = set(endpoint.listeners)
-    used.update(key[1] for key in endpoint.connections)
-    used.update(endpoint.time_wait.local_ports())
+    low, high = EPHEMERAL_PORTS
+    used = endpoint.local_ports_in_use()
     for candidate in range(low, high + 1):
         if candidate not in used:
             return candidate

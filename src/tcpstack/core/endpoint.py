@@ -291,6 +291,14 @@ class Endpoint:
         conn.open(now=now)
         return conn
 
+    def local_ports_in_use(self) -> set[int]:
+        """Every local port a listener, a connection or a TIME_WAIT entry uses (what a
+        socket layer must skip when it picks a port to bind)."""
+        used = set(self.listeners)
+        used.update(key[1] for key in self.connections)
+        used.update(self.time_wait.local_ports())
+        return used
+
     def _pick_ephemeral(self, remote_ip: str, remote_port: int) -> int:
         span = self._ephemeral_high - self._ephemeral_low + 1
         for _ in range(span):

@@ -327,9 +327,7 @@ class Socket:
 
     def _pick_port(self, endpoint: Endpoint, table: _PortTable) -> int:
         low, high = EPHEMERAL_PORTS
-        used = set(endpoint.listeners)
-        used.update(key[1] for key in endpoint.connections)
-        used.update(endpoint.time_wait.local_ports())
+        used = endpoint.local_ports_in_use()
         used.update(port for port, holders in table.bound.items() if holders)
         span = high - low + 1
         start = table.cursor
