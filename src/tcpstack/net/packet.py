@@ -30,7 +30,7 @@ from collections import Counter
 from dataclasses import dataclass
 from functools import lru_cache
 
-from tcpstack.core.codec import encode_segment, internet_checksum
+from tcpstack.core.codec import encode_segment, internet_checksum, ones_sum
 from tcpstack.core.icmp import IcmpKind, IcmpReport
 from tcpstack.core.segment import Datagram
 
@@ -260,14 +260,6 @@ def _packed(text: str) -> bytes:
     return socket.inet_pton(socket.AF_INET, text)
 
 
-def _ones_sum(data: bytes) -> int:
-    """One's-complement sum of 16-bit words modulo 0xFFFF (see core.codec)."""
-    value = int.from_bytes(data, "big")
-    if len(data) & 1:
-        value <<= 8
-    return value % 0xFFFF
-
-
 @lru_cache(maxsize=1024)
 def _ipv4_template_sum(src: bytes, dst: bytes, protocol: int, ttl: int) -> int:
     """Sum of the IPv4 header words that do not change between packets of a flow."""
@@ -363,7 +355,7 @@ def _decode_ipv4(packet: bytes) -> IpPacket:
         raise PacketError("ipv4.bad_ihl", f"IHL {ihl} bytes")
     if ihl > IPV4_HEADER_LEN:
         raise PacketError("ipv4.options", f"{ihl - IPV4_HEADER_LEN} bytes of IP options")
-    if _ones_sum(packet[:IPV4_HEADER_LEN]) != 0:
+    if ones_sum(packet[:IPV4_HEADER_LEN]) != 0:
         raise PacketError("ipv4.bad_checksum")
     if total_length < ihl or total_length > size:
         raise PacketError("ipv4.bad_length", f"total length {total_length}, {size} read")
@@ -395,11 +387,7 @@ def _decode_ipv6(packet: bytes) -> IpPacket:
 def _icmpv6_checksum(src: str, dst: str, message: bytes) -> int:
     """RFC 4443 2.3: the checksum over the IPv6 pseudo-header and the message."""
     pseudo = (
-        _ones_sum(_packed(src))
-        + _ones_sum(_packed(dst))
-        + len(message)
-        + ICMPV6
-        + _ones_sum(message)
+        ones_sum(_packed(src)) + ones_sum(_packed(dst)) + len(message) + ICMPV6 + ones_sum(message)
     )
     total = pseudo % 0xFFFF
     return ~total & 0xFFFF if total else 0
@@ -407,11 +395,7 @@ def _icmpv6_checksum(src: str, dst: str, message: bytes) -> int:
 
 def _icmpv6_valid(src: str, dst: str, message: bytes) -> bool:
     pseudo = (
-        _ones_sum(_packed(src))
-        + _ones_sum(_packed(dst))
-        + len(message)
-        + ICMPV6
-        + _ones_sum(message)
+        ones_sum(_packed(src)) + ones_sum(_packed(dst)) + len(message) + ICMPV6 + ones_sum(message)
     )
     return pseudo % 0xFFFF == 0
 
@@ -548,7 +532,7 @@ class IpLayer:
         if len(message) < 8:
             raise PacketError(f"{family}.short")
         valid = (
-            _ones_sum(message) == 0 if ip.version == 4 else _icmpv6_valid(ip.src, ip.dst, message)
+            ones_sum(message) == 0 if ip.version == 4 else _icmpv6_valid(ip.src, ip.dst, message)
         )
         if not valid:
             raise PacketError(f"{family}.bad_checksum")
