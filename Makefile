@@ -52,6 +52,15 @@ bench: $(STAMP)
 bench-lossy: $(STAMP)
 	$(BIN)/python -m tcpstack.benchmarks --only lossy --json out/bench-lossy.json $(BENCH_ARGS)
 
+# Sampling profiles of one 20 MB bulk transfer (wire path, MSS 1460): py-spy's flame
+# graph (out/profile/*.svg) and table of shares, then pyinstrument's HTML call tree.
+# Options: make profile PROFILE_ARGS="--bulk-bytes 50M --profile-top 40".
+PROFILE_ARGS ?=
+.PHONY: profile
+profile: $(STAMP)
+	$(BIN)/python -m tcpstack.benchmarks --only profile --profiler py-spy $(PROFILE_ARGS)
+	$(BIN)/python -m tcpstack.benchmarks --only profile --profiler pyinstrument $(PROFILE_ARGS)
+
 # Coverage-guided fuzzing with atheris (libFuzzer): the codec and the Endpoint in each of
 # the eleven states (fuzz/). FUZZ_RUNS inputs per harness; the corpora grow in out/fuzz/
 # and a failing input is saved as crash-<sha1> in the current directory. Options:

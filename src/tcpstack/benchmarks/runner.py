@@ -3,6 +3,7 @@
     python -m tcpstack.benchmarks                 # everything, quick defaults
     python -m tcpstack.benchmarks --only bulk --bulk-bytes 100M --json out/bench.json
     python -m tcpstack.benchmarks --only profile      # cProfile one bulk transfer only
+    python -m tcpstack.benchmarks --only profile --profiler py-spy   # flame graph + shares
     python -m tcpstack.benchmarks --only lossy        # goodput over a lossy path (minutes)
     python -m tcpstack.benchmarks --only memory --memory-connections 100k --memory-time-wait 1M
     python -m tcpstack.benchmarks --only timers --timer-cases 10k 100k 1M 10k@600
@@ -30,6 +31,11 @@ from tcpstack.benchmarks.floor import run_floor
 from tcpstack.benchmarks.lossy import DEFAULT_LOSSES, DEFAULT_TOTAL, run_lossy
 from tcpstack.benchmarks.memory import DEFAULT_CHUNK, run_memory
 from tcpstack.benchmarks.plot import plot_results
+from tcpstack.benchmarks.sampling import (
+    PROFILERS,
+    profile_with_py_spy,
+    profile_with_pyinstrument,
+)
 from tcpstack.benchmarks.timers import DEFAULT_CASES, parse_case, run_timers
 
 __all__ = ["BENCHMARKS", "JSON_SCHEMA", "build_parser", "parse_size", "run_benchmarks"]
@@ -255,6 +261,20 @@ def build_parser() -> argparse.ArgumentParser:
         default=10,
         help="functions listed by --profile (default: %(default)s)",
     )
+    parser.add_argument(
+        "--profiler",
+        choices=("cprofile", *PROFILERS),
+        default="cprofile",
+        help="the profiler of --profile: cProfile (call counts), or the sampling profilers "
+        "py-spy (a flame graph SVG and a table of shares) or pyinstrument (an HTML call "
+        "tree), which need the 'profile' extra (default: %(default)s)",
+    )
+    parser.add_argument(
+        "--profile-dir",
+        metavar="DIR",
+        default="out/profile",
+        help="where py-spy and pyinstrument write their files (default: %(default)s)",
+    )
     return parser
 
 
@@ -369,7 +389,7 @@ def run_benchmarks(argv: Sequence[str] | None = None) -> int:
             for line in plot_results(results, Path(args.plot), lossy_json):
                 print(line)
         if args.profile or "profile" in chosen:
-            _show(profile_bulk(total=args.bulk_bytes, top=args.profile_top).rstrip())
+            _show(_profile(args).rstrip())
     except RuntimeError as error:
         progress.stop()
         print(f"tcpstack bench: {error}", file=sys.stderr)
@@ -388,6 +408,22 @@ def run_benchmarks(argv: Sequence[str] | None = None) -> int:
             path.write_text(text + "\n")
             print(f"JSON written to {path}")
     return 0
+
+
+def _profile(args: argparse.Namespace) -> str:
+    """One bulk transfer (wire path, MSS 1460, --bulk-bytes) under the chosen profiler."""
+    total = args.bulk_bytes
+    out_dir = Path(args.profile_dir)
+    if args.profiler == "cprofile":
+        return profile_bulk(total=total, top=args.profile_top)
+    title = f"{total / 1e6:g} MB bulk transfer, wire path, MSS 1460, delay 0"
+    if args.profiler == "py-spy":
+        summary, raw, svg = profile_with_py_spy(out_dir, total=total)
+        table = summary.table(f"py-spy samples of one {title}", args.profile_top)
+        table.notes.append(f"flame graph: {svg}; collapsed stacks: {raw}")
+        return table.render()
+    text, html = profile_with_pyinstrument(out_dir, total=total)
+    return f"pyinstrument profile of one {title}\n{text}\nHTML call tree: {html}"
 
 
 def _show(text: str) -> None:
