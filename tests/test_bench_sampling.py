@@ -70,6 +70,18 @@ def test_summary_counts_only_the_timed_part_with_self_and_inclusive_shares() -> 
         ["encode_segment (codec.py)", "27.3", "27.3", "3"],
     ]
     assert "11 of 20 samples were inside transfer() (bulk.py)" in table.render()
+    assert profile.self_by_file() == [
+        ("connection.py", 6),
+        ("codec.py", 3),
+        ("endpoint.py", 2),
+        ("bulk.py", 0),
+        ("network.py", 0),
+    ]
+    assert profile.file_table("f").rows == [
+        ["connection.py", "54.5", "6"],
+        ["codec.py", "27.3", "3"],
+        ["endpoint.py", "18.2", "2"],
+    ]
 
 
 def test_recursion_counts_a_function_once_per_sample() -> None:
@@ -115,4 +127,5 @@ def test_runner_prints_the_py_spy_table(tmp_path: Path, capsys: pytest.CaptureFi
     out = capsys.readouterr().out
     assert "py-spy samples of one 1 MB bulk transfer" in out
     assert "self %" in out and "inclusive %" in out
+    assert "py-spy samples by file" in out and "connection.py" in out
     assert (tmp_path / "bulk-wire-1460.py-spy.svg").exists()

@@ -421,7 +421,8 @@ def _profile(args: argparse.Namespace) -> str:
         summary, raw, svg = profile_with_py_spy(out_dir, total=total)
         table = summary.table(f"py-spy samples of one {title}", args.profile_top)
         table.notes.append(f"flame graph: {svg}; collapsed stacks: {raw}")
-        return table.render()
+        by_file = summary.file_table(f"py-spy samples by file, same {total / 1e6:g} MB transfer")
+        return f"{table.render()}\n\n{by_file.render()}"
     text, html = profile_with_pyinstrument(out_dir, total=total)
     return f"pyinstrument profile of one {title}\n{text}\nHTML call tree: {html}"
 

@@ -87,6 +87,23 @@ class SampledProfile:
         )
         return table
 
+    def self_by_file(self) -> list[tuple[str, int]]:
+        """Self samples summed per file (a layer: codec.py, connection.py, endpoint.py,
+        network.py, ...), most first."""
+        totals: Counter[str] = Counter()
+        for share in self.functions:
+            totals[share.file or "(built-in or unknown)"] += share.self_samples
+        return sorted(totals.items(), key=lambda item: (-item[1], item[0]))
+
+    def file_table(self, title: str) -> Table:
+        table = Table(title, ["file", "self %", "self samples"])
+        counted = max(self.counted_samples, 1)
+        for file, samples in self.self_by_file():
+            if samples:
+                table.add(file, f"{100 * samples / counted:.1f}", f"{samples:,}")
+        table.notes.append("time spent in each file's own code (callees in other files excluded)")
+        return table
+
 
 def _parse_frame(frame: str) -> tuple[str, str]:
     match = _FRAME.match(frame)
