@@ -1,6 +1,7 @@
 """Review of SYN cookies with options over IPv6 (RFC 4987 3.6, RFC 7323) and of the
 per-connection limit on ACKs for out-of-window segments (Config.invalid_ack_ratelimit,
-Linux's tcp_oow_rate_limited) beside RFC 5961's per-stack challenge ACK limit.
+Linux's tcp_oow_rate_limited), which challenge ACKs share before RFC 5961's per-stack
+limit.
 """
 
 from __future__ import annotations
@@ -112,10 +113,12 @@ def test_out_of_window_ack_limit_is_per_connection() -> None:
     assert endpoint.stats["conn.out_of_window"] == 4
 
 
-def test_challenge_acks_use_the_stack_limiter_not_the_out_of_window_limit() -> None:
-    """RFC 5961 7: challenge ACKs are limited by the stack-wide budget. An out-of-window
-    ACK just sent does not hold back the challenge ACK for a SYN (RFC 5961 4.2) that
-    follows 1 ms later; the spent stack budget does."""
+def test_challenge_acks_share_the_out_of_window_limit_then_meet_the_stack_limiter() -> None:
+    """RFC 5961 7 as Linux's tcp_send_challenge_ack has it: the per-connection limit
+    first, on the clock the out-of-window ACKs use (last_oow_ack_time), then the stack
+    budget. The out-of-window ACK at 10 ms holds back the challenge ACK for a SYN (RFC
+    5961 4.2) at 11 ms; the one at 510 ms goes out and spends the stack budget of 1,
+    which holds back the next at 1010 ms (the window it opened lasts until 1510 ms)."""
     limiter = ChallengeAckLimiter(limit=1)
     h = Harness(
         PLAIN.with_changes(invalid_ack_ratelimit=500 * MILLISECOND), challenge_limiter=limiter
@@ -125,8 +128,15 @@ def test_challenge_acks_use_the_stack_limiter_not_the_out_of_window_limit() -> N
     h.feed(h.peer(ACK, h.remote_seq(1_000_000), h.local_seq(1)), at=10)
     h.expect(dup_ack)
     h.feed(h.peer(SYN, h.remote_seq(5)), at=11)
-    h.expect(dup_ack)
-    h.feed(h.peer(SYN, h.remote_seq(6)), at=12)
     h.expect_nothing()
-    assert h.conn.stats["conn.syn_synchronized"] == 2
+    h.feed(h.peer(SYN, h.remote_seq(6)), at=510)
+    h.expect(dup_ack)
+    h.feed(h.peer(SYN, h.remote_seq(7)), at=1010)
+    h.expect_nothing()
+    assert h.conn.stats == {
+        "conn.out_of_window": 1,
+        "conn.syn_synchronized": 3,
+        "challenge_ack.conn_rate_limited": 1,
+    }
+    assert (limiter.sent, limiter.suppressed) == (1, 1)
     assert h.state is State.ESTABLISHED

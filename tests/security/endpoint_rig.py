@@ -56,14 +56,16 @@ CONFIGS: dict[str, Config] = {
 EDGES = {(state, target) for (state, _trigger), target in TRANSITIONS.items()}
 
 # Counters that record an action or a side effect, not what became of an input: a
-# challenge ACK's rate-limit decision (the drop itself has its reason counter), the
-# out-of-window ACK limit, a reassembly limit refusing part of an accepted segment,
-# a cookie handshake completing, a TIME_WAIT entry ended by RST or reused by a SYN (the
-# segment is taken), and the TIME_WAIT table overflowing when a connection closes.
+# challenge ACK's rate-limit decisions, per connection and stack-wide (the drop itself
+# has its reason counter), the out-of-window ACK limit, a reassembly limit refusing part
+# of an accepted segment, a cookie handshake completing, a TIME_WAIT entry ended by RST
+# or reused by a SYN (the segment is taken), and the TIME_WAIT table overflowing when a
+# connection closes.
 AUXILIARY_COUNTERS = frozenset(
     {
         "challenge_ack.sent",
         "challenge_ack.rate_limited",
+        "challenge_ack.conn_rate_limited",
         "invalid_ack.rate_limited",
         "limit.reassembly_bytes",
         "limit.reassembly_connection",

@@ -90,7 +90,10 @@ class Config:
     # RFC 9293 3.10.7.4 answers every unacceptable segment with an ACK; Linux sends at
     # most one such ACK per connection per net.ipv4.tcp_invalid_ratelimit (500 ms) for
     # segments without text, so a peer (or two confused stacks) cannot start an ACK
-    # storm. 0 = off: every unacceptable segment is ACKed, as the RFC says.
+    # storm. The same interval, on the same per-connection clock, limits RFC 5961
+    # challenge ACKs (with text or not) before the Endpoint's stack-wide limit, as in
+    # Linux's tcp_send_challenge_ack (RFC 5961 7). 0 = off: every unacceptable segment
+    # is ACKed, as the RFC says, and challenge ACKs meet only the stack-wide limit.
     invalid_ack_ratelimit: int = 500 * MILLISECOND
 
     @property

@@ -209,15 +209,17 @@ class Connection:
         self.remote_ip, self.remote_port = remote if remote is not None else ("", 0)
         self._isn_generator = isn_generator
         self._tracer = tracer
-        # RFC 5961 7: challenge ACKs are rate limited by a limiter the Endpoint shares
-        # among its connections; None (a bare Connection) sends every one.
+        # RFC 5961 7: challenge ACKs are rate limited per connection (below) and then by
+        # a limiter the Endpoint shares among its connections; None (a bare Connection)
+        # applies the per-connection limit only.
         self._challenge_limiter = challenge_limiter
         # Named counters of dropped input (one per drop, keyed by reason): an Endpoint
         # passes its own stats so they show in `tcpstack ss`; a bare Connection keeps its
         # own.
         self.stats: Counter[str] = stats if stats is not None else Counter()
-        # When we last answered a data-less out-of-window segment with an ACK (Linux's
-        # last_oow_ack_time), for Config.invalid_ack_ratelimit; None = never.
+        # When we last sent an ACK for a data-less out-of-window segment or a challenge
+        # ACK (Linux's last_oow_ack_time, which both share), for
+        # Config.invalid_ack_ratelimit; None = never.
         self._last_oow_ack_at: int | None = None
         self.state = State.CLOSED
         # The path of states this connection went through, first to last.
@@ -2347,9 +2349,32 @@ class Connection:
         self._advertised_edge = seq_add(self.rcv_nxt, min(free, MAX_UNSCALED_WINDOW))
 
     def _challenge_ack(self, seg: Segment, now: int, reason: str, counter: str) -> None:
-        """Drop `seg` and answer with <SEQ=SND.NXT><ACK=RCV.NXT><CTL=ACK> (RFC 5961), unless
-        the shared limiter says the rate limit is reached (RFC 5961 7): then only drop.
-        `counter` names the drop; the limiter counts its own decision separately."""
+        """Drop `seg` and answer with <SEQ=SND.NXT><ACK=RCV.NXT><CTL=ACK> (RFC 5961),
+        unless a rate limit holds the challenge ACK back (RFC 5961 section 7): then only
+        drop. `counter` names the drop; each limit counts its own decision separately.
+
+        RFC 5961 7 asks for ACK throttling, with tunable values. This follows Linux's
+        tcp_send_challenge_ack: first the per-connection limit (at most one ACK per
+        Config.invalid_ack_ratelimit, the clock it shares with the ACKs for
+        out-of-window segments, like Linux's last_oow_ack_time; counted as
+        challenge_ack.conn_rate_limited, Linux's TCPACKSkippedChallenge), then the
+        stack-wide limiter. Since 2016 (commit "tcp: enable per-socket rate limiting of
+        all 'challenge acks'") Linux applies the per-connection limit to every challenge
+        ACK, segments with text included, unlike _ack_unacceptable: a challenge ACK
+        never serves loss recovery, so nothing is lost by holding it back.
+        """
+        if not self._oow_ack_allowed(now):
+            self.stats["challenge_ack.conn_rate_limited"] += 1
+            self._verdict(
+                seg, now, "drop", reason + " (rate limited per connection, RFC 5961 7)", counter
+            )
+            return
+        # Then the stack-wide limit (RFC 5961 7: an implementation SHOULD throttle
+        # challenge ACKs; Linux's tcp_challenge_ack_limit). Linux >= 6.0 turns its own
+        # off by default (INT_MAX: a counter shared by all connections is a side
+        # channel); tcpstack keeps its ChallengeAckLimiter at 1000 per second. As in
+        # Linux, a challenge ACK this limit holds back has still used the connection's
+        # per-connection slot above.
         limiter = self._challenge_limiter
         if limiter is not None and not limiter.allow(now):
             self._verdict(seg, now, "drop", reason + " (rate limited, RFC 5961 7)", counter)
@@ -2364,18 +2389,30 @@ class Connection:
         Like Linux's tcp_oow_rate_limited (net.ipv4.tcp_invalid_ratelimit, 500 ms), only
         segments without text (no SEQ space, or a SYN) are limited: a retransmission
         carrying data always gets its duplicate ACK, which loss recovery needs, while two
-        stacks that disagree about the window cannot ping-pong bare ACKs for ever.
+        stacks that disagree about the window cannot ping-pong bare ACKs for ever. The
+        limit's clock is shared with challenge ACKs (_challenge_ack).
         """
-        interval = self.config.invalid_ack_ratelimit
-        if interval > 0 and (seg.seg_len == 0 or seg.flags & Flag.SYN):
-            last = self._last_oow_ack_at
-            if last is not None and 0 <= now - last < interval:
-                self.stats["invalid_ack.rate_limited"] += 1
-                self._verdict(seg, now, "drop", reason + " (ACK rate limited)", counter)
-                return
-            self._last_oow_ack_at = now
+        if (seg.seg_len == 0 or seg.flags & Flag.SYN) and not self._oow_ack_allowed(now):
+            self.stats["invalid_ack.rate_limited"] += 1
+            self._verdict(seg, now, "drop", reason + " (ACK rate limited)", counter)
+            return
         self._verdict(seg, now, "ack", reason, counter)
         self._need_ack = True
+
+    def _oow_ack_allowed(self, now: int) -> bool:
+        """The per-connection limit on ACKs that answer invalid segments (Linux's
+        __tcp_oow_rate_limited): False when one was allowed less than
+        Config.invalid_ack_ratelimit before `now`; else remember `now` and return True.
+        An interval of 0 (PLAIN) turns it off: every out-of-window segment is ACKed, as
+        RFC 9293 3.10.7.4 says, and challenge ACKs meet only the stack-wide limiter."""
+        interval = self.config.invalid_ack_ratelimit
+        if interval <= 0:
+            return True
+        last = self._last_oow_ack_at
+        if last is not None and 0 <= now - last < interval:
+            return False
+        self._last_oow_ack_at = now
+        return True
 
     def _verdict(
         self, seg: Segment, now: int, verdict: str, reason: str, counter: str | None = None

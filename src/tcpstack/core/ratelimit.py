@@ -5,6 +5,18 @@ synchronized state, an ACK outside SND.UNA - MAX.SND.WND .. SND.NXT) must not be
 turn it into an amplifier. Like Linux's net.ipv4.tcp_challenge_ack_limit the limit is a
 number of challenge ACKs per second for the whole stack; an Endpoint makes one limiter and
 passes it to every connection it creates. Time comes only from `now` (µs).
+
+It is the second of two limits, as in Linux's tcp_send_challenge_ack: a connection first
+applies its own (Connection._challenge_ack: one challenge ACK per
+Config.invalid_ack_ratelimit, 500 ms), and only the challenge ACKs that pass it reach
+this limiter (the Endpoint's compact TIME_WAIT entries keep no such clock yet: they ask
+this limiter alone, where Linux also limits each TIME_WAIT socket). Linux 6.0 and later
+leave the stack-wide limit off by default (tcp_challenge_ack_limit = INT_MAX; a counter
+shared by every connection is a side channel, and per-connection limits bound each
+connection anyway). tcpstack keeps it at Linux's earlier default of 1000 a second as the
+stack's share of RFC 5961 7's ACK throttling (which an implementation SHOULD include),
+and counts exactly (Linux draws each second's budget at random between half and one and
+a half times the limit; the core has no randomness).
 """
 
 from __future__ import annotations
@@ -13,7 +25,8 @@ from collections import Counter
 
 from tcpstack.core.config import SECOND
 
-# Linux's default tcp_challenge_ack_limit (since 4.7: 1000 per second).
+# Linux's default tcp_challenge_ack_limit from 2016 ("tcp: make challenge acks less
+# predictable", 1000 per second) until 6.0 made the default INT_MAX (off).
 DEFAULT_CHALLENGE_ACK_LIMIT = 1000
 
 
