@@ -14,6 +14,7 @@ import socket
 import struct
 import time
 from collections.abc import Callable
+from typing import TypeVar
 
 import pytest
 
@@ -22,7 +23,7 @@ from tcpstack.core.connection import Connection
 from tcpstack.core.events import CloseReason
 from tcpstack.core.segment import Datagram, Flag, Segment
 from tcpstack.core.state import State
-from tcpstack.net.apps import ConnectionApp, Transfer
+from tcpstack.net.apps import ConnectionApp, StreamApp, Transfer
 from tcpstack.net.host import NetHost
 from tcpstack.net.loop import monotonic_us
 from tcpstack.net.netns import entered
@@ -56,11 +57,12 @@ def sha(data: bytes) -> str:
     return hashlib.sha256(data).hexdigest()
 
 
-def serve(
-    host: NetHost, port: int, make: Callable[[], Transfer], *, v6: bool = False
-) -> list[Transfer]:
+AppT = TypeVar("AppT", bound=StreamApp)
+
+
+def serve(host: NetHost, port: int, make: Callable[[], AppT], *, v6: bool = False) -> list[AppT]:
     """Listen on tcpstack's port; every accepted connection gets make(); returns the apps."""
-    apps: list[Transfer] = []
+    apps: list[AppT] = []
     endpoint = host.endpoint6 if v6 else host.endpoint
     assert endpoint is not None
 

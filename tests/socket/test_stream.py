@@ -463,3 +463,34 @@ def test_connect_onto_a_four_tuple_in_time_wait_is_refused_even_with_reuseaddr()
     again.connect((B, PORT))
     assert again.getsockname() == (A, port)
     listener.close()
+
+
+def test_send_msg_oob_marks_urgent_data_read_in_line() -> None:
+    """MSG_OOB sends urgent data (RFC 9293 3.8.5): the receiver gets every byte in
+    order (SO_OOBINLINE semantics, the only ones here) and learns how much of it is
+    urgent; recv(MSG_OOB) is EINVAL, as on Linux with SO_OOBINLINE set."""
+    net = make_net()
+    client, server, listener = net.pair()
+    with client, server, listener:
+        client.sendall(b"normal ")
+        assert client.send(b"URGENT", ts.MSG_OOB) == 6
+        assert client.connection is not None and server.connection is not None
+        net.driver.run_for(100 * MS)
+        assert server.connection.receive_buffered == 13
+        # The bytes up to and including the last urgent one (MUST-33).
+        assert server.connection.urgent_remaining == 13
+        assert server.recv(4) == b"norm"
+        assert server.connection.urgent_remaining == 9
+        assert server.recv(100) == b"al URGENT"
+        assert server.connection.urgent_remaining == 0
+        with pytest.raises(OSError) as raised:
+            server.recv(1, ts.MSG_OOB)
+        assert raised.value.errno == errno.EINVAL
+        assert server.getsockopt(ts.SOL_SOCKET, ts.SO_OOBINLINE) == 1
+        server.setsockopt(ts.SOL_SOCKET, ts.SO_OOBINLINE, 1)
+        with pytest.raises(OSError) as refused:
+            server.setsockopt(ts.SOL_SOCKET, ts.SO_OOBINLINE, 0)
+        assert refused.value.errno == errno.ENOPROTOOPT
+        with pytest.raises(OSError) as unsupported:
+            client.send(b"x", 0x4)  # MSG_DONTROUTE
+        assert unsupported.value.errno == errno.EOPNOTSUPP

@@ -27,6 +27,7 @@ from tcpstack.core.events import (
     Established,
     Event,
     SendSpaceAvailable,
+    UrgentData,
 )
 from tcpstack.core.icmp import IPV6_MIN_MTU, IcmpKind, IcmpReport, mss_for_path_mtu
 from tcpstack.core.ratelimit import ChallengeAckLimiter
@@ -38,6 +39,7 @@ from tcpstack.core.seq import (
     HALF,
     MASK,
     seq_add,
+    seq_diff,
     seq_ge,
     seq_gt,
     seq_in_window,
@@ -134,6 +136,7 @@ class Connection:
         "_outbox",
         "_persist_backoff",
         "_persist_deadline",
+        "_rcv_up_offset",
         "_reassembly",
         "_receive_buffer",
         "_receive_offset",
@@ -179,6 +182,7 @@ class Connection:
         "snd_mss",
         "snd_nxt",
         "snd_una",
+        "snd_up",
         "snd_wl1",
         "snd_wl2",
         "snd_wnd",
@@ -239,6 +243,9 @@ class Connection:
         self.snd_wl1 = 0
         self.snd_wl2 = 0
         self.max_snd_wnd = 0  # the largest window the peer ever offered (3.8.6.2.1)
+        # SND.UP (RFC 9293 3.3.1): the sequence number following the last urgent octet
+        # sent with send(urgent=True) (MUST-31); None outside urgent mode.
+        self.snd_up: int | None = None
         self.snd_mss = config.default_peer_mss
         # Path MTU discovery (RFC 1191, RFC 8201): the MSS the path takes, lowered by
         # ICMP "fragmentation needed"; None = nothing learned.
@@ -283,6 +290,9 @@ class Connection:
         )
         self._receive_offset = 0
         self._ooo_fin_offset: int | None = None  # a FIN that arrived beyond a gap
+        # RCV.UP as a stream offset: just past the peer's last urgent octet (None: no
+        # urgent data seen). Urgent data is read in line; see urgent_remaining.
+        self._rcv_up_offset: int | None = None
         self._fin_received = False
         self._advertised_edge: int | None = None  # rcv_nxt + window in our last segment
 
@@ -418,8 +428,13 @@ class Connection:
         self.snd_nxt = self.snd_max = seq_add(self.iss, 1)
         self._wake()
 
-    def send(self, data: bytes, *, now: int) -> int:
-        """SEND (RFC 9293 3.10.2): queue bytes; returns how many the send buffer took."""
+    def send(self, data: bytes, *, now: int, urgent: bool = False) -> int:
+        """SEND (RFC 9293 3.10.2): queue bytes; returns how many the send buffer took.
+
+        `urgent`: the bytes taken are urgent data (RFC 9293 3.8.5, the socket API's
+        MSG_OOB): SND.UP moves to just past them and every segment sent before that
+        point carries URG and the urgent pointer, as Linux sends it (see _mark_urgent).
+        """
         state = self.state
         if state is State.CLOSED:
             raise InvalidOperation("send", state, "connection does not exist")
@@ -441,6 +456,10 @@ class Connection:
         accepted = min(len(data), max(free, 0))
         if accepted:
             self._send_buffer += data[:accepted]
+            if urgent:
+                # RFC 9293 3.10.2 SEND: "If the urgent flag is set, then SND.UP <- SND.NXT"
+                # read with MUST-31: the pointer follows the last urgent octet queued.
+                self.snd_up = seq_add(self._send_buffer_seq, len(self._send_buffer))
         if accepted < len(data):
             self._send_space_wanted = True
         self._flush(now)
@@ -638,6 +657,15 @@ class Connection:
             # checks tcp_receive_window, the advertised window).
             return seq_sub(edge, self.rcv_nxt)
         return max(self.config.receive_buffer_size - len(self._receive_buffer), 0)
+
+    @property
+    def urgent_remaining(self) -> int:
+        """Bytes from the next one receive() returns up to and including the peer's last
+        urgent octet; 0 when no urgent data is pending (RFC 9293 3.8.5, MUST-33)."""
+        up = self._rcv_up_offset
+        if up is None:
+            return 0
+        return max(up - (self._receive_offset - len(self._receive_buffer)), 0)
 
     @property
     def cwnd(self) -> int:
@@ -1372,11 +1400,33 @@ class Connection:
         if not self._process_ack(seg, fin_in_order, now):
             return
 
-        # Sixth: URG. Urgent data is not supported yet; the pointer is ignored.
+        # Sixth: the URG bit, in the states that still receive (3.10.7.4: in CLOSE_WAIT
+        # and after, the peer's FIN came already: URG is ignored).
+        if flags & Flag.URG and self.state in _RECEIVING_STATES:
+            self._take_urgent(seg)
         # Seventh and eighth: segment text and FIN.
         if self._tracer is not None:  # every accepted segment passes here (issue 9)
             self._verdict(seg, now, "accept", "")
         self._process_text_and_fin(seg, start, payload, fin_in_order, now)
+
+    def _take_urgent(self, seg: Segment) -> None:
+        """Sixth step: RCV.UP <- max(RCV.UP, SEG.UP), and signal the application if
+        RCV.UP is ahead of the data it has read, unless it was signalled already for this
+        continuous run of urgent data (RFC 9293 3.10.7.4, MUST-32).
+
+        SEG.UP is SEG.SEQ + the urgent field: the octet following the urgent data
+        (MUST-31; what Linux sends). The urgent octets stay in the stream in order
+        (RFC 6093 recommends in-line delivery); MUST-33 is `urgent_remaining`.
+        """
+        seg_up = seq_add(seg.seq, seg.urgent)
+        up_offset = self._receive_offset + seq_diff(seg_up, self.rcv_nxt)
+        if self._rcv_up_offset is not None and up_offset <= self._rcv_up_offset:
+            return
+        signalled = self.urgent_remaining > 0
+        self._rcv_up_offset = up_offset
+        remaining = self.urgent_remaining
+        if remaining > 0 and not signalled:
+            self._post(UrgentData(remaining))
 
     def _update_timestamp(self, seg: Segment) -> None:
         """RFC 7323 4.3: TS.Recent takes SEG.TSval when SEG.SEQ =< Last.ACK.sent."""
@@ -1624,6 +1674,8 @@ class Connection:
         self.snd_una = ack
         if seq_lt(self.snd_nxt, ack):
             self.snd_nxt = ack
+        if self.snd_up is not None and seq_ge(ack, self.snd_up):
+            self.snd_up = None  # every urgent octet is acknowledged: urgent mode ends
         self.retransmissions = 0
         self._rtx_stamp = None
         self.icmp_error = None  # something worked: forget a soft error (Linux's tcp_ack)
@@ -2182,6 +2234,8 @@ class Connection:
 
     def _emit(self, seg: Segment, now: int) -> None:
         flags = seg.flags
+        if self.snd_up is not None and not flags & (Flag.SYN | Flag.RST):
+            flags = self._mark_urgent(seg)
         if flags & Flag.ACK:
             self._last_ack_sent = seg.ack
             if seg.ack == self.rcv_nxt:
@@ -2209,6 +2263,29 @@ class Connection:
             # three-segment close, seed claim C12). Duplicate ACKs are never merged.
             out.pop()
         out.append(seg)
+
+    def _mark_urgent(self, seg: Segment) -> int:
+        """In urgent mode, URG and the urgent pointer on a segment that starts before
+        SND.UP (RFC 9293 3.8.5); returns the segment's flags.
+
+        As Linux's tcp_transmit_skb: the pointer is SND.UP - SEG.SEQ, so it may lie past
+        the segment's own data (urgent data of any length spans segments, MUST-30), and
+        it goes on bare ACKs and probes too, so the peer learns of urgent data as soon as
+        possible even while the window holds the data back. A pointer beyond 16 bits is
+        sent as 0xFFFF while that still points past everything sent.
+        """
+        snd_up = self.snd_up
+        assert snd_up is not None
+        seq = seg.seq
+        if seq_lt(seq, snd_up):
+            pointer = seq_sub(snd_up, seq)
+            if pointer <= 0xFFFF:
+                seg.flags |= Flag.URG
+                seg.urgent = pointer
+            elif seq_gt(seq_add(seq, 0xFFFF), self.snd_nxt):
+                seg.flags |= Flag.URG
+                seg.urgent = 0xFFFF
+        return seg.flags
 
     # ------------------------------------------------------------------ closing
 

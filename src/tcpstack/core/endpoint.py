@@ -52,7 +52,6 @@ _HOSTILE_DETAIL = {
     "syn_fin": "SYN with FIN: no valid segment has both",
     "syn_rst": "SYN with RST: no valid segment has both",
     "no_flags": "no control bits at all (a null scan)",
-    "urgent_past_data": "URG with an urgent pointer past the segment's data",
     "port_zero": "source or destination port 0",
 }
 
@@ -66,8 +65,6 @@ def _hostile_reason(seg: Segment) -> str | None:
         return "syn_rst"
     if not flags & (Flag.SYN | Flag.FIN | Flag.RST | Flag.ACK | Flag.PSH | Flag.URG):
         return "no_flags"
-    if flags & Flag.URG and seg.urgent > len(seg.payload):
-        return "urgent_past_data"
     if seg.src_port == 0 or seg.dst_port == 0:
         return "port_zero"
     return None

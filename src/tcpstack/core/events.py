@@ -49,10 +49,21 @@ class EndOfStream:
 
 
 @dataclass(frozen=True, slots=True)
+class UrgentData:
+    """The peer marked urgent data ahead of what the application has read (RFC 9293
+    3.8.5, MUST-32): reported once per continuous sequence of urgent data. The urgent
+    bytes stay in the stream, in order; `remaining` is how many bytes, from the next one
+    receive() returns, run up to and including the last urgent one (MUST-33; also
+    `Connection.urgent_remaining`, which counts down as the application reads)."""
+
+    remaining: int
+
+
+@dataclass(frozen=True, slots=True)
 class Closed:
     """The connection reached CLOSED. Emitted exactly once."""
 
     reason: CloseReason
 
 
-Event = Established | DataAvailable | SendSpaceAvailable | EndOfStream | Closed
+Event = Established | DataAvailable | SendSpaceAvailable | UrgentData | EndOfStream | Closed

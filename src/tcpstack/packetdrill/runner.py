@@ -768,10 +768,17 @@ def _reader(kind: str) -> Handler:
     return handler
 
 
-def _writer(kind: str) -> Handler:
+def _writer(kind: str, flags_at: int | None = None) -> Handler:
+    """write-like calls; `flags_at`: the position of the flags argument (MSG_OOB sends
+    urgent data), for send/sendto/sendmsg."""
+
     def handler(runner: _Runner, event: Event, call: Call) -> Attempt:
         entry = runner.fd(event, _arg(call, 0, event))
         count = _byte_count(runner, event, call, kind)
+        flags = 0
+        if flags_at is not None and flags_at < len(call.args):
+            flag_arg = call.args[flags_at]
+            flags = 0 if isinstance(flag_arg, Wildcard) else runner.value(event, flag_arg)
         done = [0]
 
         def attempt() -> _Outcome | None:
@@ -779,7 +786,7 @@ def _writer(kind: str) -> Handler:
                 return _Outcome(-1, errno.EBADF)
             while done[0] < count:
                 try:
-                    sent = entry.sock.send(bytes(count - done[0]))
+                    sent = entry.sock.send(bytes(count - done[0]), flags)
                 except OSError as error:
                     if error.errno in _WOULD_BLOCK:
                         if entry.nonblocking:
@@ -1043,10 +1050,10 @@ _HANDLERS: dict[str, Handler] = {
     "readv": _reader(IOVEC),
     "recvmsg": _reader(MSGHDR),
     "write": _writer(COUNT),
-    "send": _writer(COUNT),
-    "sendto": _writer(COUNT),
+    "send": _writer(COUNT, flags_at=3),
+    "sendto": _writer(COUNT, flags_at=3),
     "writev": _writer(IOVEC),
-    "sendmsg": _writer(MSGHDR),
+    "sendmsg": _writer(MSGHDR, flags_at=2),
     "shutdown": _shutdown,
     "close": _close,
     "setsockopt": _setsockopt,

@@ -64,6 +64,10 @@ _NO_PEER: Final = frozenset({State.CLOSED, State.LISTEN, State.SYN_SENT, State.T
 _SOL_SOCKET: Final = _std.SOL_SOCKET
 _IPPROTO_TCP: Final = _std.IPPROTO_TCP
 _FLAGS_ALLOWED: Final = _std.MSG_NOSIGNAL  # no signals here: accepted and ignored
+# send(MSG_OOB): the bytes are urgent data (Connection.send(urgent=True)). Receiving has
+# SO_OOBINLINE semantics only: urgent octets stay in the stream (RFC 6093's advice), so
+# recv(MSG_OOB) fails with EINVAL as on Linux with SO_OOBINLINE set.
+_SEND_FLAGS_ALLOWED: Final = _FLAGS_ALLOWED | _std.MSG_OOB
 
 
 def _error(code: int, detail: str | None = None) -> OSError:
@@ -601,6 +605,8 @@ class Socket:
         if bufsize < 0:
             raise ValueError("negative buffersize in recv")
         conn = self._connected("recv")
+        if flags & _std.MSG_OOB:
+            raise _error(errno.EINVAL, "urgent data is read in line (SO_OOBINLINE)")
         if flags & ~_FLAGS_ALLOWED:
             raise _error(errno.EOPNOTSUPP, f"recv flags {flags:#x}")
 
@@ -652,7 +658,9 @@ class Socket:
 
         return writable
 
-    def _push(self, conn: Connection, view: memoryview, partial: bool, now: int) -> int:
+    def _push(
+        self, conn: Connection, view: memoryview, partial: bool, now: int, *, urgent: bool = False
+    ) -> int:
         """Queue what fits; raise the pending error / EPIPE unless some bytes already
         went in this call (then return 0 and report the error next time, as Linux)."""
         self._sync()
@@ -665,7 +673,7 @@ class Socket:
         if not chunk:
             return 0
         try:
-            return conn.send(chunk, now=now)
+            return conn.send(chunk, now=now, urgent=urgent)
         except InvalidOperation:
             if partial:
                 return 0
@@ -678,10 +686,13 @@ class Socket:
         waits for room once, then takes what fits. Non-blocking: takes what fits, or
         BlockingIOError(EAGAIN). BrokenPipeError after shutdown(SHUT_WR); after a reset
         the first call reports ConnectionResetError, later ones BrokenPipeError.
+        MSG_OOB sends the bytes as urgent data (RFC 9293 3.8.5; the urgent pointer
+        follows the last byte queued, as Linux marks it).
         """
         conn = self._connected("send")
-        if flags & ~_FLAGS_ALLOWED:
+        if flags & ~_SEND_FLAGS_ALLOWED:
             raise _error(errno.EOPNOTSUPP, f"send flags {flags:#x}")
+        urgent = bool(flags & _std.MSG_OOB)
         view = memoryview(data).cast("B")
         deadline = self._deadline()
         writable = self._writable(conn)
@@ -693,7 +704,9 @@ class Socket:
                 if total:
                     return total
                 raise
-            sent = self._call(functools.partial(self._push, conn, view[total:], total > 0))
+            sent = self._call(
+                functools.partial(self._push, conn, view[total:], total > 0, urgent=urgent)
+            )
             total += sent
             if total >= len(view) or self._timeout is not None or (sent == 0 and total):
                 return total
@@ -701,15 +714,18 @@ class Socket:
     def sendall(self, data: ReadableBuffer, flags: int = 0) -> None:
         """Queue every byte, blocking as needed; the timeout bounds the whole call."""
         conn = self._connected("sendall")
-        if flags & ~_FLAGS_ALLOWED:
+        if flags & ~_SEND_FLAGS_ALLOWED:
             raise _error(errno.EOPNOTSUPP, f"send flags {flags:#x}")
+        urgent = bool(flags & _std.MSG_OOB)
         view = memoryview(data).cast("B")
         deadline = self._deadline()
         writable = self._writable(conn)
         total = 0
         while True:
             self._block(writable, deadline)
-            total += self._call(functools.partial(self._push, conn, view[total:], False))
+            total += self._call(
+                functools.partial(self._push, conn, view[total:], False, urgent=urgent)
+            )
             if total >= len(view):
                 return
 
@@ -810,6 +826,10 @@ class Socket:
         if key == (_SOL_SOCKET, _std.SO_REUSEADDR):
             self._reuse = option_int(value, "SO_REUSEADDR") != 0
             return
+        if key == (_SOL_SOCKET, _std.SO_OOBINLINE):
+            if option_int(value, "SO_OOBINLINE") == 0:
+                raise option_error(errno.ENOPROTOOPT, "urgent data is always read in line")
+            return
         spec = CONFIG_OPTIONS.get(key)
         if spec is None:
             raise option_error(errno.ENOPROTOOPT, f"level {level} option {option}")
@@ -847,6 +867,8 @@ class Socket:
         value: int
         if key == (_SOL_SOCKET, _std.SO_REUSEADDR):
             value = int(self._reuse)
+        elif key == (_SOL_SOCKET, _std.SO_OOBINLINE):
+            value = 1  # urgent data is always read in line
         elif key == (_SOL_SOCKET, _std.SO_ERROR):
             value = self._call(self._so_error)
         elif key == (_SOL_SOCKET, _std.SO_LINGER) and buflen is not None:
