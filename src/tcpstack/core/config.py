@@ -15,8 +15,10 @@ MILLISECOND = 1_000
 class Config:
     # Our MSS option: the driver's MTU minus 40 bytes of IPv4 and TCP headers.
     mss: int = 1460
-    # RFC 9293 3.7.1 (MUST-15): without an MSS option the peer's MSS is 536 (IPv4).
+    # RFC 9293 3.7.1 (MUST-15): without an MSS option the peer's MSS is 536 (576 - 40)
+    # over IPv4 and 1220 (1280 - 60) over IPv6; see default_peer_mss_for.
     default_peer_mss: int = 536
+    default_peer_mss_ipv6: int = 1220
     # The smallest peer MSS we believe; smaller values are raised to it, like Linux's
     # net.ipv4.tcp_min_snd_mss (48), so a peer cannot make us send 1-byte segments.
     min_peer_mss: int = 48
@@ -95,6 +97,10 @@ class Config:
     # Linux's tcp_send_challenge_ack (RFC 5961 7). 0 = off: every unacceptable segment
     # is ACKed, as the RFC says, and challenge ACKs meet only the stack-wide limit.
     invalid_ack_ratelimit: int = 500 * MILLISECOND
+
+    def default_peer_mss_for(self, remote_ip: str) -> int:
+        """The peer's MSS when its SYN has no MSS option (MUST-15), by address family."""
+        return self.default_peer_mss_ipv6 if ":" in remote_ip else self.default_peer_mss
 
     @property
     def time_wait_duration(self) -> int:

@@ -246,7 +246,7 @@ class Connection:
         # SND.UP (RFC 9293 3.3.1): the sequence number following the last urgent octet
         # sent with send(urgent=True) (MUST-31); None outside urgent mode.
         self.snd_up: int | None = None
-        self.snd_mss = config.default_peer_mss
+        self.snd_mss = config.default_peer_mss_for(self.remote_ip)
         # Path MTU discovery (RFC 1191, RFC 8201): the MSS the path takes, lowered by
         # ICMP "fragmentation needed"; None = nothing learned.
         self.pmtu_mss: int | None = None
@@ -2397,10 +2397,14 @@ class Connection:
         """Learn the peer's MSS and which optional mechanisms both ends use."""
         options = seg.options
         config = self.config
-        # RFC 9293 3.7.1 (MUST-15): without the MSS option assume 536. Tiny values are
-        # raised to min_peer_mss so a peer cannot make us send 1-byte segments.
+        # RFC 9293 3.7.1 (MUST-15): without the MSS option assume 536 (IPv4) or 1220
+        # (IPv6). Tiny values are raised to min_peer_mss so a peer cannot make us send
+        # 1-byte segments.
         mss = options.mss
-        self.snd_mss = max(mss, config.min_peer_mss) if mss is not None else config.default_peer_mss
+        if mss is None:
+            self.snd_mss = config.default_peer_mss_for(self.remote_ip)
+        else:
+            self.snd_mss = max(mss, config.min_peer_mss)
         # RFC 7323 2.2: scaling applies only when both SYNs carry the option; a shift
         # above 14 is taken as 14 (2.3).
         if config.window_scaling and options.window_scale is not None:
