@@ -62,7 +62,7 @@ def test_hostile_segment_for_an_established_connection_leaves_it_alone() -> None
 @pytest.mark.parametrize("urgent", [3, 4, 0xFFFF])
 def test_an_urgent_pointer_past_the_data_is_not_hostile(urgent: int) -> None:
     """Linux sends SND.UP - SEG.SEQ on every segment before the urgent data's end, so the
-    pointer may lie past the segment's own data (RFC 9293 3.8.5, MUST-30): ordinary
+    pointer may lie past the segment's own data (RFC 9293 3.8.5, MUST-31): ordinary
     input, here answered like any segment for no connection."""
     endpoint, _ = make()
     segment = seg(ACK | URG, urgent=urgent, payload=b"abc")

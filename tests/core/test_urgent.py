@@ -1,8 +1,9 @@
 """Urgent data (RFC 9293 3.8.5, MUST-30..33, MUST-62, MUST-66), exact segments.
 
-The urgent pointer names the octet following the urgent data (MUST-31): SEG.UP =
+The urgent pointer names the octet following the urgent data (MUST-62): SEG.UP =
 SEG.SEQ + the urgent field. Urgent octets stay in the stream, in order; the application
-is told once per run of urgent data (UrgentData, MUST-32) and can ask how much is left
+is told when urgent data appears and whenever the pointer advances (UrgentData,
+MUST-32), and can ask how much is left
 (Connection.urgent_remaining, MUST-33). Sending: send(urgent=True) moves SND.UP past the
 bytes it queued, and every segment starting before SND.UP carries URG with the pointer
 SND.UP - SEG.SEQ, as Linux sends it.
@@ -47,9 +48,10 @@ def test_urgent_data_within_one_segment_is_signalled_and_read_in_line() -> None:
     assert h.conn.urgent_remaining == 0
 
 
-def test_urgent_data_spanning_segments_is_signalled_once_must_30() -> None:
+def test_urgent_data_spanning_segments_is_signalled_once_must_31() -> None:
     """A pointer past the segment's own data (Linux sends SND.UP - SEG.SEQ on every
-    segment before the urgent data's end) is ordinary input, not an error."""
+    segment before the urgent data's end; urgent data of any length, MUST-31) is
+    ordinary input, not an error. The same SEG.UP again is not an advance."""
     h = established()
     h.feed(urgent(h.peer(ACK, h.remote_seq(1), h.local_seq(1), payload=b"abc"), 10))
     h.expect(h.ours(ACK, h.local_seq(1), h.remote_seq(4)))
@@ -66,14 +68,15 @@ def test_urgent_data_spanning_segments_is_signalled_once_must_30() -> None:
     assert h.conn.urgent_remaining == 0
 
 
-def test_a_further_pointer_while_unread_extends_the_run_without_a_new_signal() -> None:
+def test_a_further_pointer_while_unread_is_signalled_as_an_advance_must_32() -> None:
     h = established()
     h.feed(urgent(h.peer(ACK, h.remote_seq(1), h.local_seq(1), payload=b"abcd"), 2))
     h.expect(h.ours(ACK, h.local_seq(1), h.remote_seq(5)))
     assert h.events() == [UrgentData(2), DataAvailable(4)]
     h.feed(urgent(h.peer(ACK, h.remote_seq(5), h.local_seq(1), payload=b"efgh"), 4))
     h.expect(h.ours(ACK, h.local_seq(1), h.remote_seq(9)))
-    assert h.events() == [DataAvailable(8)]  # still in urgent mode: not signalled again
+    # MUST-32: "whenever the urgent pointer advances in the data stream" (Linux: SIGURG).
+    assert h.events() == [UrgentData(8), DataAvailable(8)]
     assert h.conn.urgent_remaining == 8
 
 

@@ -449,18 +449,22 @@ def test_urgent_flag_and_pointer() -> None:
     assert isinstance(inbound, Packet) and inbound.flags == "P.U" and inbound.urg == 5
     assert inbound.win == 65535 and inbound.ack == 1
     assert isinstance(outbound, Packet) and outbound.urg == 0
-    # tcpstack ignores URG on input (RFC 6093: urgent data is delivered in line): the
-    # ten octets are read as ordinary data.
+    # Urgent data is delivered in line (SO_OOBINLINE semantics, RFC 6093): as on Linux,
+    # a read stops just before the last urgent octet (pointer 5: octets 1-5 are urgent,
+    # the mark is octet 5), and the next read goes on from it.
     script = (
         PASSIVE
         + "+0.1 < P.U 1:11(10) ack 1 urg 5 win 65535\n+.04 > . 1:1(0) ack 11\n"
-        + "+0 read(4, ..., 100) = 10\n"
+        + "+0 read(4, ..., 100) = 4\n+0 read(4, ..., 100) = 6\n"
     )
     assert run(script).ok, run(script).describe()
-    # tcpstack never sets URG: an expected urgent segment is a mismatch.
+    # write() sends no urgent data: an expected urgent segment is a mismatch; send()
+    # with MSG_OOB does send it.
     fails_at(
         PASSIVE + "+0 write(4, ..., 10) = 10\n+0 > P.U 1:11(10) ack 1 urg 10\n",
         10,
         "flags P. != PU.",
         "urg 0 != 10",
     )
+    urgent = PASSIVE + "+0 send(4, ..., 10, MSG_OOB) = 10\n+0 > P.U 1:11(10) ack 1 urg 10\n"
+    assert run(urgent).ok, run(urgent).describe()

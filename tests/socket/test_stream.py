@@ -467,8 +467,9 @@ def test_connect_onto_a_four_tuple_in_time_wait_is_refused_even_with_reuseaddr()
 
 def test_send_msg_oob_marks_urgent_data_read_in_line() -> None:
     """MSG_OOB sends urgent data (RFC 9293 3.8.5): the receiver gets every byte in
-    order (SO_OOBINLINE semantics, the only ones here) and learns how much of it is
-    urgent; recv(MSG_OOB) is EINVAL, as on Linux with SO_OOBINLINE set."""
+    order (SO_OOBINLINE semantics, the only ones here), learns how much of it is urgent
+    and where the mark is (sockatmark); recv(MSG_OOB) is EINVAL, as on Linux with
+    SO_OOBINLINE set."""
     net = make_net()
     client, server, listener = net.pair()
     with client, server, listener:
@@ -481,8 +482,13 @@ def test_send_msg_oob_marks_urgent_data_read_in_line() -> None:
         assert server.connection.urgent_remaining == 13
         assert server.recv(4) == b"norm"
         assert server.connection.urgent_remaining == 9
-        assert server.recv(100) == b"al URGENT"
+        assert not server.sockatmark()
+        # As on Linux, a read stops just before the last urgent octet (the mark).
+        assert server.recv(100) == b"al URGEN"
+        assert server.sockatmark()
+        assert server.recv(100) == b"T"
         assert server.connection.urgent_remaining == 0
+        assert not server.sockatmark()
         with pytest.raises(OSError) as raised:
             server.recv(1, ts.MSG_OOB)
         assert raised.value.errno == errno.EINVAL

@@ -244,7 +244,7 @@ class Connection:
         self.snd_wl2 = 0
         self.max_snd_wnd = 0  # the largest window the peer ever offered (3.8.6.2.1)
         # SND.UP (RFC 9293 3.3.1): the sequence number following the last urgent octet
-        # sent with send(urgent=True) (MUST-31); None outside urgent mode.
+        # sent with send(urgent=True) (MUST-62); None outside urgent mode.
         self.snd_up: int | None = None
         self.snd_mss = config.default_peer_mss_for(self.remote_ip)
         # Path MTU discovery (RFC 1191, RFC 8201): the MSS the path takes, lowered by
@@ -458,7 +458,7 @@ class Connection:
             self._send_buffer += data[:accepted]
             if urgent:
                 # RFC 9293 3.10.2 SEND: "If the urgent flag is set, then SND.UP <- SND.NXT"
-                # read with MUST-31: the pointer follows the last urgent octet queued.
+                # read with MUST-62: the pointer follows the last urgent octet queued.
                 self.snd_up = seq_add(self._send_buffer_seq, len(self._send_buffer))
         if accepted < len(data):
             self._send_space_wanted = True
@@ -665,7 +665,13 @@ class Connection:
         up = self._rcv_up_offset
         if up is None:
             return 0
-        return max(up - (self._receive_offset - len(self._receive_buffer)), 0)
+        buffered = len(self._receive_buffer)
+        remaining = up - (self._receive_offset - buffered)
+        if self._fin_received or self.state is State.CLOSED:
+            # No more text can arrive: a pointer past the end names octets that never
+            # will (3.8.5: be robust to invalid urgent pointer values).
+            remaining = min(remaining, buffered)
+        return max(remaining, 0)
 
     @property
     def cwnd(self) -> int:
@@ -1225,8 +1231,11 @@ class Connection:
             # <SEQ=SND.NXT><ACK=RCV.NXT><CTL=ACK>; queued data MAY ride along (the flush
             # after this segment sends data first, a bare ACK only if there is none).
             self._need_ack = True
-            if seg.payload or flags & Flag.FIN:
-                # "continue processing at the sixth step": text and FIN on the SYN,ACK.
+            if seg.payload or flags & (Flag.FIN | Flag.URG):
+                # "continue processing at the sixth step": URG, text and FIN on the
+                # SYN,ACK (3.10.7.3; Linux runs tcp_urg here too).
+                if flags & Flag.URG:
+                    self._take_urgent(seg)
                 payload = seg.payload[: self.rcv_wnd]
                 start = seq_add(seg.seq, 1)
                 self._process_text_and_fin(
@@ -1410,22 +1419,26 @@ class Connection:
         self._process_text_and_fin(seg, start, payload, fin_in_order, now)
 
     def _take_urgent(self, seg: Segment) -> None:
-        """Sixth step: RCV.UP <- max(RCV.UP, SEG.UP), and signal the application if
-        RCV.UP is ahead of the data it has read, unless it was signalled already for this
-        continuous run of urgent data (RFC 9293 3.10.7.4, MUST-32).
+        """Sixth step (RFC 9293 3.10.7.4): RCV.UP <- max(RCV.UP, SEG.UP), and tell the
+        application when RCV.UP is ahead of the data it has read.
+
+        When: MUST-32 (RFC 1122 4.2.2.4) wants the application informed when urgent data
+        appears and "whenever the urgent pointer advances in the data stream"; the sixth
+        step's "do not signal the user again" is then about a pointer that does not
+        advance (a repeated or retransmitted one), which posts nothing. Linux likewise
+        sends SIGURG each time tcp_check_urg takes a new pointer.
 
         SEG.UP is SEG.SEQ + the urgent field: the octet following the urgent data
-        (MUST-31; what Linux sends). The urgent octets stay in the stream in order
+        (MUST-62; what Linux sends). The urgent octets stay in the stream in order
         (RFC 6093 recommends in-line delivery); MUST-33 is `urgent_remaining`.
         """
         seg_up = seq_add(seg.seq, seg.urgent)
         up_offset = self._receive_offset + seq_diff(seg_up, self.rcv_nxt)
         if self._rcv_up_offset is not None and up_offset <= self._rcv_up_offset:
-            return
-        signalled = self.urgent_remaining > 0
+            return  # not an advance: nothing new to tell
         self._rcv_up_offset = up_offset
         remaining = self.urgent_remaining
-        if remaining > 0 and not signalled:
+        if remaining > 0:
             self._post(UrgentData(remaining))
 
     def _update_timestamp(self, seg: Segment) -> None:
@@ -1971,7 +1984,9 @@ class Connection:
                 # fills half the largest window the peer offered (SWS, 3.8.6.2.1).
                 last_piece = size == available
                 if not (
-                    (last_piece and (nodelay or in_flight == 0))
+                    # In urgent mode Nagle does not hold data back (Linux's
+                    # tcp_nagle_test): urgent data is meant to go at once (3.8.5).
+                    (last_piece and (nodelay or in_flight == 0 or self.snd_up is not None))
                     or (self.max_snd_wnd and size >= self.max_snd_wnd // 2)
                     or in_flight == 0
                 ):
@@ -2269,10 +2284,12 @@ class Connection:
         SND.UP (RFC 9293 3.8.5); returns the segment's flags.
 
         As Linux's tcp_transmit_skb: the pointer is SND.UP - SEG.SEQ, so it may lie past
-        the segment's own data (urgent data of any length spans segments, MUST-30), and
+        the segment's own data (urgent data of any length spans segments, MUST-31), and
         it goes on bare ACKs and probes too, so the peer learns of urgent data as soon as
         possible even while the window holds the data back. A pointer beyond 16 bits is
-        sent as 0xFFFF while that still points past everything sent.
+        sent as 0xFFFF while that still points past everything sent: past SND.MAX, which
+        is Linux's tp->snd_nxt (an RTO moves our SND.NXT back, Linux's never), so a resent
+        segment never names an octet already sent as the end of the urgent data.
         """
         snd_up = self.snd_up
         assert snd_up is not None
@@ -2282,7 +2299,7 @@ class Connection:
             if pointer <= 0xFFFF:
                 seg.flags |= Flag.URG
                 seg.urgent = pointer
-            elif seq_gt(seq_add(seq, 0xFFFF), self.snd_nxt):
+            elif seq_gt(seq_add(seq, 0xFFFF), self.snd_max):
                 seg.flags |= Flag.URG
                 seg.urgent = 0xFFFF
         return seg.flags

@@ -51,9 +51,10 @@ class EndOfStream:
 @dataclass(frozen=True, slots=True)
 class UrgentData:
     """The peer marked urgent data ahead of what the application has read (RFC 9293
-    3.8.5, MUST-32): reported once per continuous sequence of urgent data. The urgent
-    bytes stay in the stream, in order; `remaining` is how many bytes, from the next one
-    receive() returns, run up to and including the last urgent one (MUST-33; also
+    3.8.5): reported when urgent data appears and whenever the peer's urgent pointer
+    advances (MUST-32), not for a pointer it already sent. The urgent bytes stay in the
+    stream, in order; `remaining` is how many bytes, from the next one receive()
+    returns, run up to and including the last urgent one (MUST-33; also
     `Connection.urgent_remaining`, which counts down as the application reads)."""
 
     remaining: int

@@ -626,12 +626,23 @@ class Socket:
     def _take(self, conn: Connection, bufsize: int, now: int) -> bytes:
         self._sync()
         if conn.receive_buffered:
+            urgent = conn.urgent_remaining
+            if urgent > 1:
+                # Like Linux's tcp_recvmsg: a read stops just before the last urgent
+                # octet (the mark), so sockatmark() can tell the reader it got there.
+                bufsize = min(bufsize, urgent - 1)
             return conn.receive(bufsize, now=now) if bufsize else b""
         if not conn.peer_closed:
             # After the peer's FIN, end of stream wins over a later reset (Linux checks
             # SOCK_DONE before sk_err); send() still reports it.
             self._raise_pending()
         return b""
+
+    def sockatmark(self) -> bool:
+        """True when the next byte recv() returns is the peer's last urgent octet (the
+        BSD "mark"; sockatmark(3), Linux's SIOCATMARK). Reads stop just before it."""
+        conn = self._connected("sockatmark")
+        return self._call(lambda now: conn.urgent_remaining == 1)
 
     def recv_into(self, buffer: WriteableBuffer, nbytes: int = 0, flags: int = 0) -> int:
         """recv() into `buffer` (at most `nbytes`, 0 = its length); returns the count."""
