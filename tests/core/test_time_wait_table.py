@@ -62,9 +62,12 @@ def test_entries_keep_their_exact_four_tuples_and_state() -> None:
             snd_nxt=ISS + 2,
             rcv_nxt=PEER_ISS + 2,
             window=PLAIN.receive_buffer_size,
+            rcv_wscale=0,  # PLAIN: no window scaling
             ts_recent=0,
             ts_offset=-1,
             duration=DURATION,
+            oow_ack_interval=0,  # PLAIN: every out-of-window segment gets its ACK
+            last_oow_ack=None,
             deadline=3 * MS + DURATION,
         )
 

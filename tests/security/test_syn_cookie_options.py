@@ -203,6 +203,10 @@ def test_cookie_with_timestamps_only() -> None:
 
 def test_forged_cookie_with_option_bits_is_still_rejected() -> None:
     server = cookie_server()
+    # A cookie SYN,ACK first: only then are ACKs checked as cookies (Linux's
+    # tcp_synq_no_recent_overflow; tests/core/test_cookie_gate.py).
+    server.receive_datagram(from_peer(SYN, PEER_ISN, 0, Options(mss=1460)), now=NOW)
+    server.datagrams_to_send(now=NOW)
     forged = from_peer(ACK, seq_add(PEER_ISN, 1), 123_456_789, Options(timestamp=(1, 0b01_0111)))
     server.receive_datagram(forged, now=NOW)
     assert [d.segment for d in server.datagrams_to_send(now=NOW)] == [

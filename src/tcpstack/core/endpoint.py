@@ -35,6 +35,7 @@ from tcpstack.core.state import State, Trigger
 from tcpstack.core.syncookies import (
     SynCookies,
     cookie_tsval,
+    cookies_sent_recently,
     decode_ts_options,
     encode_ts_options,
 )
@@ -91,7 +92,9 @@ class Listener:
 
     `backlog` bounds the accept queue (connections established but not yet accepted),
     as listen(2) does on Linux; a SYN that arrives while it is full is dropped and
-    counted, so the peer retries later.
+    counted, so the peer retries later. `last_cookie_sent` is when the listener last
+    answered a SYN with a SYN cookie (None = never): only for a while after that is an
+    ACK checked as a cookie (syncookies.cookies_sent_recently).
     """
 
     port: int
@@ -99,6 +102,7 @@ class Listener:
     accept_queue: deque[Connection] = field(default_factory=deque)
     embryonic: set[Connection] = field(default_factory=set)
     config: Config | None = None
+    last_cookie_sent: int | None = None
 
 
 class Endpoint:
@@ -439,7 +443,13 @@ class Endpoint:
             return
         if flags & Flag.ACK:
             if self.syn_cookies is not None and not flags & Flag.SYN:
-                self._cookie_ack(listener, src, seg, now)
+                if cookies_sent_recently(listener.last_cookie_sent, now):
+                    self._cookie_ack(listener, src, seg, now)
+                    return
+                # Linux's cookie_v4_check checks a cookie only while the listener's SYN
+                # queue overflowed recently (tcp_synq_no_recent_overflow); otherwise the
+                # ACK is a stray one for LISTEN: RST (RFC 9293 3.10.7.2).
+                self._reply(now, src, "syn_cookie.no_recent_overflow", reset_for(seg), seg)
                 return
             self._reply(now, src, "listen_ack", reset_for(seg), seg)
             return
@@ -481,6 +491,9 @@ class Endpoint:
         options = seg.options
         peer_mss = options.mss if options.mss is not None else config.default_peer_mss
         cookie = cookies.make(key, seg.seq, peer_mss, now)
+        # Like Linux's tcp_synq_overflow (called for every cookie it makes): ACKs are
+        # checked as cookies for a while after this one (cookies_sent_recently).
+        listener.last_cookie_sent = now
         if config.timestamps and options.timestamp is not None:
             # Window scale and SACK-permitted ride in TSval's low bits (syncookies.py);
             # the SYN,ACK offers what the SYN offered and our config allows, as a
@@ -511,8 +524,9 @@ class Endpoint:
         self._reply(now, src, "syn_cookie.sent", answer, seg, verdict="syn_cookie")
 
     def _cookie_ack(self, listener: Listener, src: str, seg: Segment, now: int) -> None:
-        """An ACK for a listener: the third segment of a handshake answered with a SYN
-        cookie (RFC 4987 3.6), or else a stray ACK, answered with RST (3.10.7.2)."""
+        """An ACK for a listener that sent SYN cookies recently: the third segment of a
+        handshake answered with a SYN cookie (RFC 4987 3.6), or else a stray ACK,
+        answered with RST (3.10.7.2)."""
         assert self.syn_cookies is not None
         key = (self.address, listener.port, src, seg.src_port)
         peer_isn = seq_add(seg.seq, -1)
@@ -562,23 +576,49 @@ class Endpoint:
         """A segment for a 4-tuple in TIME_WAIT. Returns False when the entry ended and
         the segment (a new SYN) should go on to a listener."""
         verdict = entry.classify(seg, rfc1337=self.rfc1337)
-        if (
-            verdict is TimeWaitVerdict.ACK
-            and (seg.flags & (Flag.RST | Flag.SYN) or entry.acks_unsent(seg))
-            and not self.challenge_limiter.allow(now)
-        ):
+        counter = None
+        if verdict is TimeWaitVerdict.ACK:
             # The ACK for an in-window RST, for a SYN that may not reuse the 4-tuple
             # (RFC 9293 3.10.7.4 fourth step -> RFC 5961 4.2) or for an ACK of unsent
-            # data is a challenge ACK: rate limited (RFC 5961 7).
-            verdict = TimeWaitVerdict.DROP
-        self.stats[f"time_wait.{verdict.value}"] += 1
+            # data is a challenge ACK; any other answers an unacceptable segment (3.10.7.4
+            # first step).
+            challenge = bool(seg.flags & (Flag.RST | Flag.SYN)) or entry.acks_unsent(seg)
+            if entry.oow_ack_interval and (challenge or seg.seg_len == 0):
+                # At most one such ACK per Config.invalid_ack_ratelimit per entry, as
+                # Linux's tcp_timewait_check_oow_rate_limit (tw_last_oow_ack_time;
+                # TCPACKSkippedTimeWait). As for a connection, challenge ACKs share the
+                # clock (Linux's tcp_send_challenge_ack), while data and FINs are always
+                # answered (tcp_oow_rate_limited skips segments that occupy sequence
+                # space, SYNs apart): a retransmitted FIN's ACK (ACK_RESTART) never
+                # comes here and does not move the clock.
+                if entry.oow_ack_due(now):
+                    self.time_wait.note_oow_ack(key, now)
+                else:
+                    verdict = TimeWaitVerdict.DROP
+                    counter = "time_wait.ack_rate_limited"
+            if (
+                verdict is TimeWaitVerdict.ACK
+                and challenge
+                and not self.challenge_limiter.allow(now)
+            ):
+                # Then the stack-wide challenge ACK limit (RFC 5961 7); as in Linux, an
+                # ACK it holds back has used the entry's slot all the same.
+                verdict = TimeWaitVerdict.DROP
+        if counter is None:
+            counter = f"time_wait.{verdict.value}"
+        self.stats[counter] += 1
         if self._tracer is not None:
             self._tracer(
                 TraceRecord(
                     now,
                     TraceKind.SEGMENT_IN,
                     f"{key[0]}:{key[1]}>{key[2]}:{key[3]}",
-                    {"verdict": verdict.value, "reason": "TIME_WAIT entry", "state": "TIME_WAIT"},
+                    {
+                        "verdict": verdict.value,
+                        "reason": "TIME_WAIT entry",
+                        "state": "TIME_WAIT",
+                        "counter": counter,
+                    },
                     seg,
                 )
             )

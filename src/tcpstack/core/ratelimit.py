@@ -9,8 +9,8 @@ passes it to every connection it creates. Time comes only from `now` (µs).
 It is the second of two limits, as in Linux's tcp_send_challenge_ack: a connection first
 applies its own (Connection._challenge_ack: one challenge ACK per
 Config.invalid_ack_ratelimit, 500 ms), and only the challenge ACKs that pass it reach
-this limiter (the Endpoint's compact TIME_WAIT entries keep no such clock yet: they ask
-this limiter alone, where Linux also limits each TIME_WAIT socket). Linux 6.0 and later
+this limiter (the Endpoint's compact TIME_WAIT entries keep a clock of their own for
+the same interval, as Linux's tw_last_oow_ack_time, see core/timewait.py). Linux 6.0 and later
 leave the stack-wide limit off by default (tcp_challenge_ack_limit = INT_MAX; a counter
 shared by every connection is a side channel, and per-connection limits bound each
 connection anyway). tcpstack keeps it at Linux's earlier default of 1000 a second as the

@@ -10,7 +10,13 @@ Cookie layout (32 bits), in the manner of Linux's syncookies:
                  peer's ISN, t and the MSS index
 
 The ACK is valid when SEG.ACK - 1 is a cookie whose hash matches, made at most
-MAX_AGE_PERIODS counters ago.
+MAX_AGE_PERIODS counters ago. It is checked at all only while the listener has sent a
+cookie within the last RECENT_OVERFLOW_WINDOW (Linux's tcp_synq_no_recent_overflow):
+a listener that sent none answers an ACK with RST, as without cookies, so a blind
+attacker cannot make a quiet listener hash every ACK it sends, nor open a connection
+with a cookie the listener never handed out (Linux commit cb44a08f of 2019, "tcp:
+tighten acceptance of ACKs not matching a child socket": such an ACK should not even be
+checked).
 
 The 32-bit ISN has no room for the other options of the SYN, so, as Linux does
 (cookie_init_timestamp), they travel in the low six bits of the SYN,ACK's TSval when
@@ -38,6 +44,12 @@ from tcpstack.core.seq import MASK, seq_gt
 
 COOKIE_PERIOD = 64 * SECOND
 MAX_AGE_PERIODS = 2  # a cookie stays valid for the counter it was made in and the next
+# How long after its last cookie a listener still checks ACKs as cookies: the longest
+# a cookie stays valid (made at the start of a counter, it lasts two whole counters).
+# Linux defines TCP_SYNCOOKIE_VALID the same way, MAX_SYNCOOKIE_AGE (2) times
+# TCP_SYNCOOKIE_PERIOD (60 s) = 120 s; with 64 s counters here it is 128 s, so the
+# gate never refuses a cookie the listener sent and check() still accepts.
+RECENT_OVERFLOW_WINDOW = MAX_AGE_PERIODS * COOKIE_PERIOD
 # MSS values a cookie can carry (Linux's msstab for IPv4 plus common ones), ascending.
 MSS_TABLE = (64, 536, 1220, 1300, 1400, 1440, 1460, 8960)
 _HASH_MASK = (1 << 24) - 1
@@ -47,6 +59,16 @@ TS_OPTION_MASK = (1 << TS_OPTION_BITS) - 1
 _NO_WSCALE = 0xF
 _SACK_BIT = 1 << 4
 _MAX_WSCALE = 14  # RFC 7323 2.3
+
+
+def cookies_sent_recently(last_cookie_sent: int | None, now: int) -> bool:
+    """Whether a listener whose last cookie left at `last_cookie_sent` (None = never)
+    checks an ACK at `now` as a cookie: last <= now <= last + RECENT_OVERFLOW_WINDOW,
+    both ends included, as Linux's tcp_synq_no_recent_overflow (whose lower bound is a
+    second earlier, for a race between CPUs that a sans-I/O core does not have)."""
+    if last_cookie_sent is None:
+        return False
+    return 0 <= now - last_cookie_sent <= RECENT_OVERFLOW_WINDOW
 
 
 def encode_ts_options(window_scale: int | None, sack_permitted: bool) -> int:
@@ -121,9 +143,11 @@ class SynCookies:
 __all__ = [
     "COOKIE_PERIOD",
     "MSS_TABLE",
+    "RECENT_OVERFLOW_WINDOW",
     "TS_OPTION_BITS",
     "SynCookies",
     "cookie_tsval",
+    "cookies_sent_recently",
     "decode_ts_options",
     "encode_ts_options",
 ]

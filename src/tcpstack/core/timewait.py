@@ -4,11 +4,14 @@ A connection in TIME_WAIT has nothing left to send or receive; it only has to an
 retransmitted FIN (seed claim C11a), keep its 4-tuple from a new incarnation until old
 segments are gone (C11b), and obey RST. An Endpoint replaces such a connection with an
 entry in its TimeWaitTable, as Linux's inet_timewait_sock does, so that a million of
-them fit in about 150 MB (issue 9: at most 200 bytes each):
+them fit in about 160 MB (issue 9: at most 200 bytes each):
 
 * the key is one int packing the peer's address and both ports (the local address is
   the Endpoint's own, the same for every entry), the value one int packing SND.NXT,
-  RCV.NXT, the window field, the timestamp state, the 2*MSL duration and the deadline;
+  RCV.NXT, the window field and our window shift, the timestamp state, the deadline,
+  when the out-of-window ACK limit last let an ACK out, and the entry's profile: the
+  number of its (2*MSL duration, ACK limit interval) pair in the table's short list of
+  pairs, since the connections of one stack share a few configurations;
 * expiry needs no heap: every entry of one duration is added at the current time, so
   the deadlines of a duration come in the order the entries were added (or restarted).
   One FIFO per duration (keys in a deque, deadlines in an array of machine ints)
@@ -56,10 +59,15 @@ class TimeWaitEntry:
 
     snd_nxt: int
     rcv_nxt: int
-    window: int
+    window: int  # the window field our segments carry (RCV.WND >> rcv_wscale)
+    rcv_wscale: int  # our window shift (RFC 7323 2.3; 0 without window scaling)
     ts_recent: int
     ts_offset: int  # -1: timestamps were not in use
     duration: int  # 2*MSL of this connection, in µs
+    # The connection's Config.invalid_ack_ratelimit (µs, 0 = off) and when an ACK last
+    # left under it (None = never): Linux's tw_last_oow_ack_time.
+    oow_ack_interval: int
+    last_oow_ack: int | None
     deadline: int
     _table: TimeWaitTable | None = field(default=None, compare=False, repr=False)
     _key: int = field(default=0, compare=False, repr=False)
@@ -67,6 +75,21 @@ class TimeWaitEntry:
     def connection(self) -> Connection | None:
         """The Connection the application may still hold (None once it let go)."""
         return self._table.holder(self._key) if self._table is not None else None
+
+    @property
+    def rcv_wnd(self) -> int:
+        """RCV.WND in bytes: the window field scaled by our shift (RFC 7323 2.2: every
+        window field but a SYN's is shifted), as Linux keeps it in tw_rcv_wnd."""
+        return self.window << self.rcv_wscale
+
+    def oow_ack_due(self, now: int) -> bool:
+        """Whether the entry's limit lets an ACK out at `now` (the Endpoint asks for the
+        ACK of an out-of-window segment without text, and for a challenge ACK): none
+        left in the last oow_ack_interval µs. Linux's __tcp_oow_rate_limited: an ACK at
+        `last` holds back the next until last + interval (0 <= elapsed < interval); a
+        clock that went back lets it out."""
+        last = self.last_oow_ack
+        return last is None or not 0 <= now - last < self.oow_ack_interval
 
     def classify(self, seg: Segment, *, rfc1337: bool) -> TimeWaitVerdict:
         """Decide per RFC 9293 3.10.7.4 (TIME-WAIT), RFC 1337 and RFC 6191."""
@@ -76,8 +99,10 @@ class TimeWaitEntry:
                 return TimeWaitVerdict.DROP  # RFC 1337 TW-assassination fix: ignore RST
             if seg.seq == self.rcv_nxt:
                 return TimeWaitVerdict.KILL
-            # In-window but not exact: challenge ACK (RFC 5961 3.2); else silence.
-            window = max(self.window, 1)
+            # In-window but not exact: challenge ACK (RFC 5961 3.2); else silence. The
+            # window is RCV.WND, the field scaled by our shift (RFC 7323 2.2); a zero
+            # window leaves RCV.NXT alone acceptable (RFC 9293 3.10.7.4 first step).
+            window = max(self.rcv_wnd, 1)
             if seq_in_window(seg.seq, self.rcv_nxt, window):
                 return TimeWaitVerdict.ACK
             return TimeWaitVerdict.DROP
@@ -101,10 +126,9 @@ class TimeWaitEntry:
             return TimeWaitVerdict.ACK_RESTART  # our last ACK was lost (seed C11a)
         if seq_lt(seg.seq, self.rcv_nxt) or seg.seg_len:
             return TimeWaitVerdict.ACK  # an old duplicate: RFC 9293 first step, ACK it
-        if seg.seq != self.rcv_nxt and not seq_in_window(seg.seq, self.rcv_nxt, self.window):
+        if seg.seq != self.rcv_nxt and not seq_in_window(seg.seq, self.rcv_nxt, self.rcv_wnd):
             # RFC 9293 3.10.7.4 first step: beyond RCV.NXT + RCV.WND is unacceptable, and
-            # an unacceptable segment is answered with an ACK (the window is the field we
-            # advertise, as for RST above: with window scaling it understates RCV.WND).
+            # an unacceptable segment is answered with an ACK (RCV.WND scaled, as above).
             return TimeWaitVerdict.ACK
         if self.acks_unsent(seg):
             # RFC 9293 3.10.7.4 fifth check / RFC 5961 5.2: an ACK of something never
@@ -135,16 +159,28 @@ _ADDRESS_SHIFT = 2 * _PORT_BITS
 # Address kinds in the two low bits of the packed address.
 _IPV4, _IPV6, _NAME = 0, 1, 2
 
-# The value, lowest bits first: SND.NXT, RCV.NXT (32 each), the window field (16),
-# TS.Recent (32), the timestamp offset plus one (33: 0 means timestamps off), the
-# duration (40: up to 12 days), and the deadline in all higher bits. With deadlines
-# below 2**55 µs (1,100 years) the value is an 8-digit CPython int of 56 bytes.
+# The value, lowest bits first: SND.NXT, RCV.NXT (32 each), the window field (16), our
+# window shift (4: RFC 7323 2.3 allows 0..14), TS.Recent (32), the timestamp offset plus
+# one (33: 0 means timestamps off), the time of the last out-of-window ACK plus one (56:
+# 0 means none yet), the deadline (63: the FIFOs keep deadlines as signed 64-bit machine
+# ints anyway) and the profile number in all higher bits (0, costing nothing, for the
+# table's first profile). An entry of the first profile is an 8-digit CPython int of 56
+# bytes while deadlines stay below 2**35 µs; one of the first four profiles is at most
+# 9 digits, 60 bytes. (Smaller ints would be possible, with the stamp above the deadline, but
+# 48-byte ints share pymalloc's size class with short-lived objects of connections and
+# fragment it: in the memory benchmark that cost 290 resident bytes per entry.)
 _WINDOW_SHIFT = 64
-_TS_RECENT_SHIFT = 80
-_TS_OFFSET_SHIFT = 112
-_DURATION_SHIFT = 145
-_DEADLINE_SHIFT = 185
-_DURATION_MASK = (1 << (_DEADLINE_SHIFT - _DURATION_SHIFT)) - 1
+_WSCALE_SHIFT = 80
+_TS_RECENT_SHIFT = 84
+_TS_OFFSET_SHIFT = 116
+_OOW_LAST_SHIFT = 149
+_DEADLINE_SHIFT = 205
+_PROFILE_SHIFT = 268
+_OOW_LAST_MASK = (1 << (_DEADLINE_SHIFT - _OOW_LAST_SHIFT)) - 1
+_DEADLINE_MASK = (1 << (_PROFILE_SHIFT - _DEADLINE_SHIFT)) - 1
+# Times a last-ACK stamp can hold (plus one, in 56 bits): 2,283 years of µs. An ACK at a
+# later (or negative) time leaves no stamp, so the next ACK is not held back by it.
+_OOW_LAST_LIMIT = _OOW_LAST_MASK - 1
 
 
 @lru_cache(maxsize=4096)
@@ -223,6 +259,10 @@ class TimeWaitTable(Mapping[FourTuple, TimeWaitEntry]):
         self.local_address = local_address
         self._entries: dict[int, int] = {}  # packed key -> packed state
         self._expiries: dict[int, _Expiries] = {}  # by duration
+        # (2*MSL duration, out-of-window ACK interval) pairs; an entry keeps the number
+        # of its own. The list only grows, by one per configuration ever seen.
+        self._profiles: list[tuple[int, int]] = []
+        self._profile_numbers: dict[tuple[int, int], int] = {}
         self._holders: weakref.WeakValueDictionary[int, Connection] = weakref.WeakValueDictionary()
         # Entries per local port: bind()/listen()/connect() ask whether a port has
         # TIME_WAIT entries, which must not cost a walk over a full table (262,144
@@ -245,14 +285,19 @@ class TimeWaitTable(Mapping[FourTuple, TimeWaitEntry]):
 
     def _view(self, key: int, value: int) -> TimeWaitEntry:
         ts_offset = (value >> _TS_OFFSET_SHIFT & ((1 << 33) - 1)) - 1
+        last_oow_ack = (value >> _OOW_LAST_SHIFT & _OOW_LAST_MASK) - 1
+        duration, oow_ack_interval = self._profiles[value >> _PROFILE_SHIFT]
         return TimeWaitEntry(
             snd_nxt=value & MASK,
             rcv_nxt=value >> 32 & MASK,
             window=value >> _WINDOW_SHIFT & 0xFFFF,
+            rcv_wscale=value >> _WSCALE_SHIFT & 0xF,
             ts_recent=value >> _TS_RECENT_SHIFT & MASK,
             ts_offset=ts_offset,
-            duration=value >> _DURATION_SHIFT & _DURATION_MASK,
-            deadline=value >> _DEADLINE_SHIFT,
+            duration=duration,
+            oow_ack_interval=oow_ack_interval,
+            last_oow_ack=last_oow_ack if last_oow_ack >= 0 else None,
+            deadline=value >> _DEADLINE_SHIFT & _DEADLINE_MASK,
             _table=self,
             _key=key,
         )
@@ -302,9 +347,22 @@ class TimeWaitTable(Mapping[FourTuple, TimeWaitEntry]):
         if key is None:
             raise ValueError(f"{connection.local_ip} is not {self.local_address}")
         snd_nxt, rcv_nxt, window, ts_recent, ts_offset = connection.hand_over_time_wait(now)
-        duration = connection.config.time_wait_duration
-        if not 0 <= duration <= _DURATION_MASK:
-            raise ValueError(f"time_wait_duration {duration} out of range")
+        # RFC 7323 2.3: the shift is 0..14 (the window field alone is not RCV.WND).
+        rcv_wscale = connection.rcv_wscale
+        config = connection.config
+        duration = config.time_wait_duration
+        if duration < 0:
+            raise ValueError(f"time_wait_duration {duration} is negative")
+        oow_interval = config.invalid_ack_ratelimit
+        if oow_interval < 0:
+            raise ValueError(f"invalid_ack_ratelimit {oow_interval} is negative")
+        if not 0 <= deadline <= _DEADLINE_MASK:
+            raise ValueError(f"deadline {deadline} out of range")
+        profile = (duration, oow_interval)
+        number = self._profile_numbers.get(profile)
+        if number is None:
+            number = self._profile_numbers[profile] = len(self._profiles)
+            self._profiles.append(profile)
         if key not in self._entries:
             port = connection.local_port
             self._local_ports[port] = self._local_ports.get(port, 0) + 1
@@ -312,10 +370,11 @@ class TimeWaitTable(Mapping[FourTuple, TimeWaitEntry]):
             snd_nxt
             | rcv_nxt << 32
             | window << _WINDOW_SHIFT
+            | (rcv_wscale & 0xF) << _WSCALE_SHIFT
             | ts_recent << _TS_RECENT_SHIFT
             | ((ts_offset & MASK) + 1 if ts_offset >= 0 else 0) << _TS_OFFSET_SHIFT
-            | duration << _DURATION_SHIFT
             | deadline << _DEADLINE_SHIFT
+            | number << _PROFILE_SHIFT
         )
         self._holders[key] = connection
         self._expiries_for(duration).push(key, deadline)
@@ -327,12 +386,23 @@ class TimeWaitTable(Mapping[FourTuple, TimeWaitEntry]):
         value = self._entries.get(key) if key is not None else None
         if key is None or value is None:
             raise KeyError(four_tuple)
-        duration = value >> _DURATION_SHIFT & _DURATION_MASK
+        duration = self._profiles[value >> _PROFILE_SHIFT][0]
         deadline = now + duration
-        low_bits = value & ((1 << _DEADLINE_SHIFT) - 1)
-        self._entries[key] = low_bits | deadline << _DEADLINE_SHIFT
+        others = value & ~(_DEADLINE_MASK << _DEADLINE_SHIFT)
+        self._entries[key] = others | (deadline & _DEADLINE_MASK) << _DEADLINE_SHIFT
         self._expiries_for(duration).push(key, deadline)
         return deadline
+
+    def note_oow_ack(self, four_tuple: FourTuple, now: int) -> None:
+        """The entry's limit let an ACK out at `now`: its interval runs from here
+        (Linux's tw_last_oow_ack_time). Kept across restarts."""
+        key = self._key(four_tuple)
+        value = self._entries.get(key) if key is not None else None
+        if key is None or value is None:
+            raise KeyError(four_tuple)
+        stamp = now + 1 if 0 <= now <= _OOW_LAST_LIMIT else 0
+        cleared = value & ~(_OOW_LAST_MASK << _OOW_LAST_SHIFT)
+        self._entries[key] = cleared | stamp << _OOW_LAST_SHIFT
 
     def remove(self, four_tuple: FourTuple) -> Connection | None:
         """End an entry early (RST, a reused 4-tuple); returns the Connection the
@@ -361,7 +431,7 @@ class TimeWaitTable(Mapping[FourTuple, TimeWaitEntry]):
         while expiries:
             key, deadline = expiries.first()
             value = entries.get(key)
-            if value is not None and value >> _DEADLINE_SHIFT == deadline:
+            if value is not None and value >> _DEADLINE_SHIFT & _DEADLINE_MASK == deadline:
                 return key, deadline
             expiries.pop_first()
         return None
