@@ -489,7 +489,7 @@ class Endpoint:
         config = listener.config if listener.config is not None else self.config
         key = (self.address, listener.port, src, seg.src_port)
         options = seg.options
-        peer_mss = options.mss if options.mss is not None else config.default_peer_mss
+        peer_mss = options.mss if options.mss is not None else config.default_peer_mss_for(src)
         cookie = cookies.make(key, seg.seq, peer_mss, now)
         # Like Linux's tcp_synq_overflow (called for every cookie it makes): ACKs are
         # checked as cookies for a while after this one (cookies_sent_recently).
