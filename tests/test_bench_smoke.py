@@ -83,7 +83,7 @@ def test_floor_figures(report: dict[str, Any]) -> None:
     assert floor["payload_bytes"] == 1460
     for key in ("segments_per_s", "mb_per_s", "us_per_segment"):
         _assert_figure(floor[key])
-    for key in ("plain_mod", "folded", "folded_over_plain_time"):
+    for key in ("big_endian", "little_endian", "little_over_big_time"):
         _assert_figure(floor["checksum_only_us"][key])
 
 

@@ -18,7 +18,6 @@ from tcpstack.core.codec import (
     encode_options,
     encode_segment,
     internet_checksum,
-    mod_ffff,
     ones_sum,
     tcp_checksum,
 )
@@ -131,27 +130,6 @@ def test_internet_checksum_matches_reference(data: bytes) -> None:
 def test_internet_checksum_matches_reference_on_extreme_words(pieces: list[bytes]) -> None:
     data = b"".join(pieces)
     assert internet_checksum(data) == ref_checksum(data)
-
-
-@given(st.integers(min_value=0, max_value=1 << 20_000))
-def test_mod_ffff_is_remainder(value: int) -> None:
-    assert mod_ffff(value) == value % 0xFFFF
-
-
-@pytest.mark.parametrize("bits", [0, 1, 16, 2047, 2048, 2049, 2064, 4096, 4097, 11_777, 524_288])
-@pytest.mark.parametrize("fill", ["ones", "high_bit", "pattern"])
-def test_mod_ffff_at_fold_boundaries(bits: int, fill: str) -> None:
-    """Lengths around the point where folding starts and around its 16-bit halves; all
-    ones (each fold carries) and a lone high bit (a fold leaves one word)."""
-    if fill == "ones":
-        value = (1 << bits) - 1
-    elif fill == "high_bit":
-        value = 1 << max(bits - 1, 0)
-    else:
-        value = int.from_bytes(bytes(range(256)) * (bits // 2048 + 1), "big") >> (
-            max(0, (bits // 2048 + 1) * 2048 - bits)
-        )
-    assert mod_ffff(value) == value % 0xFFFF
 
 
 @given(st.binary(max_size=70_000))

@@ -7,13 +7,10 @@ Per segment, in this interpreter, with nothing but the standard library:
    `struct` unpack;
 2. verify the TCP checksum the fastest way the stdlib allows: one `int.from_bytes` over
    the addresses and the whole TCP segment, reduced modulo 0xFFFF (2**16 = 1 mod 0xFFFF,
-   so that is the RFC 1071 one's complement sum; see the architecture page) by
-   `tcpstack.core.codec.mod_ffff`, which halves the number a few times with shifts and
-   additions before the final `%` (a plain `%` costs a hardware division per 30-bit
-   digit; both are timed below). The bytes are read little-endian, which skips a byte
-   reversal: the one's complement sum is byte-order independent (RFC 1071 2(B)), so a
-   correct checksum still sums to zero, provided the pseudo-header's protocol and length
-   words are byte-swapped too;
+   so that is the RFC 1071 one's complement sum; see the architecture page). The bytes
+   are read little-endian, which skips a byte reversal: the one's complement sum is
+   byte-order independent (RFC 1071 2(B)), so a correct checksum still sums to zero,
+   provided the pseudo-header's protocol and length words are byte-swapped too;
 3. look the connection up in a dict by its 4-tuple;
 4. append the payload (1,460 bytes) to the connection's receive bytearray (an
    "application" empties it every MiB);
@@ -38,7 +35,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from tcpstack.benchmarks._report import MB, Figure, Table, fmt, ratio_figure, timed
-from tcpstack.core.codec import encode_segment, mod_ffff
+from tcpstack.core.codec import encode_segment
 from tcpstack.core.segment import Flag, Options, Segment
 
 __all__ = [
@@ -220,12 +217,12 @@ def floor_loop(
         tcp_length = total_length - 20
         # Addresses + TCP segment read little-endian, so the pseudo-header's protocol
         # (0x0006) and length words are added byte-swapped.
-        if mod_ffff(
+        if (
             from_bytes(packet[12:total_length], "little")
             + 0x0600
             + ((tcp_length & 0xFF) << 8)
             + (tcp_length >> 8)
-        ):
+        ) % 0xFFFF:
             raise ValueError("bad TCP checksum")
         conn = lookup((src, src_port, dst, dst_port))
         if conn is None:
@@ -283,12 +280,12 @@ def measure_floor_once(segments: int, packets: Sequence[bytes] | None = None) ->
     return segments / seconds
 
 
-def _checksum_loop(data: bytes, count: int, folded: bool) -> int:
+def _checksum_loop(data: bytes, count: int, byteorder: str) -> int:
     from_bytes = int.from_bytes
     total = 0
-    if folded:
+    if byteorder == "big":
         for _ in range(count):
-            total += mod_ffff(from_bytes(data, "little"))
+            total += from_bytes(data, "big") % 0xFFFF
     else:
         for _ in range(count):
             total += from_bytes(data, "little") % 0xFFFF
@@ -296,14 +293,13 @@ def _checksum_loop(data: bytes, count: int, folded: bool) -> int:
 
 
 def measure_checksums(count: int) -> tuple[float, float]:
-    """Microseconds per checksum sum of one floor segment (addresses + TCP segment, read
-    little-endian): reduced by a plain `% 0xFFFF`, then by `mod_ffff` (the floor's and the
-    codec's way), measured back to back."""
+    """Microseconds per checksum sum of one floor segment (addresses + TCP segment),
+    big-endian then little-endian, measured back to back."""
     packet = build_packets(1)[0]
     data = packet[12:]
-    _, plain = timed(lambda: _checksum_loop(data, count, False))
-    _, folded = timed(lambda: _checksum_loop(data, count, True))
-    return plain / count * 1e6, folded / count * 1e6
+    _, big = timed(lambda: _checksum_loop(data, count, "big"))
+    _, little = timed(lambda: _checksum_loop(data, count, "little"))
+    return big / count * 1e6, little / count * 1e6
 
 
 @dataclass(frozen=True)
@@ -311,9 +307,9 @@ class FloorResult:
     segments: int
     repetitions: int
     segments_per_s: Figure
-    checksum_plain_us: Figure
-    checksum_folded_us: Figure
-    folded_vs_plain: Figure
+    checksum_big_us: Figure
+    checksum_little_us: Figure
+    little_vs_big: Figure
 
     @property
     def mb_per_s(self) -> Figure:
@@ -332,9 +328,9 @@ class FloorResult:
             "mb_per_s": self.mb_per_s.to_json(),
             "us_per_segment": self.us_per_segment.to_json(),
             "checksum_only_us": {
-                "plain_mod": self.checksum_plain_us.to_json(),
-                "folded": self.checksum_folded_us.to_json(),
-                "folded_over_plain_time": self.folded_vs_plain.to_json(),
+                "big_endian": self.checksum_big_us.to_json(),
+                "little_endian": self.checksum_little_us.to_json(),
+                "little_over_big_time": self.little_vs_big.to_json(),
             },
         }
 
@@ -351,12 +347,12 @@ class FloorResult:
         row("segments/s", self.segments_per_s)
         row("MB/s (payload)", self.mb_per_s)
         row("us/segment", self.us_per_segment)
-        row("checksum sum only, int % 0xFFFF, us", self.checksum_plain_us)
-        row("checksum sum only, mod_ffff (folded), us", self.checksum_folded_us)
-        row("folded time / % time", self.folded_vs_plain)
+        row("checksum sum only, big-endian, us", self.checksum_big_us)
+        row("checksum sum only, little-endian, us", self.checksum_little_us)
+        row("little-endian time / big-endian time", self.little_vs_big)
         table.notes += [
             "per segment: one struct unpack of IPv4+TCP+<NOP,NOP,TS> (52 bytes), TCP "
-            "checksum verified with mod_ffff(int.from_bytes(..., 'little')), a dict "
+            "checksum verified with one int.from_bytes(..., 'little') % 0xFFFF, a dict "
             "lookup by 4-tuple, bytearray append, one struct pack of a 40-byte ACK",
             f"median of {self.repetitions} x {self.segments:,} segments; MB = 10**6 bytes",
         ]
@@ -367,18 +363,18 @@ def run_floor(segments: int, repetitions: int, checksum_count: int) -> FloorResu
     packets = build_packets()
     floor_loop(packets, min(segments, 1_000), floor_table())  # warm-up
     rates: list[float] = []
-    plains: list[float] = []
-    foldeds: list[float] = []
+    bigs: list[float] = []
+    littles: list[float] = []
     for _ in range(repetitions):
         rates.append(measure_floor_once(segments, packets))
-        plain, folded = measure_checksums(checksum_count)
-        plains.append(plain)
-        foldeds.append(folded)
+        big, little = measure_checksums(checksum_count)
+        bigs.append(big)
+        littles.append(little)
     return FloorResult(
         segments=segments,
         repetitions=repetitions,
         segments_per_s=Figure.of(rates),
-        checksum_plain_us=Figure.of(plains),
-        checksum_folded_us=Figure.of(foldeds),
-        folded_vs_plain=ratio_figure(foldeds, plains),
+        checksum_big_us=Figure.of(bigs),
+        checksum_little_us=Figure.of(littles),
+        little_vs_big=ratio_figure(littles, bigs),
     )
