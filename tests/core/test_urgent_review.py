@@ -42,20 +42,8 @@ from tests.core.harness import (
     Harness,
 )
 from tests.core.test_endpoint import HOST, ISS, PEER, PEER_ISS, handshake, make, sent
+from tests.core.test_urgent import URG, established, urgent
 from tests.core.transfer_support import TransferHarness, pattern
-
-URG = Flag.URG
-
-
-def urgent(seg: Segment, pointer: int) -> Segment:
-    return replace(seg, flags=seg.flags | URG, urgent=pointer)
-
-
-def established() -> Harness:
-    h = Harness()
-    h.to_established()
-    return h
-
 
 # ------------------------------------------------------------------ receiving
 
