@@ -129,3 +129,12 @@ def test_runner_prints_the_py_spy_table(tmp_path: Path, capsys: pytest.CaptureFi
     assert "self %" in out and "inclusive %" in out
     assert "py-spy samples by file" in out and "connection.py" in out
     assert (tmp_path / "bulk-wire-1460.py-spy.svg").exists()
+
+
+def test_the_table_names_the_timed_function_it_was_given() -> None:
+    batch = "run_cycle_batch (tcpstack/benchmarks/cycles.py:176)"
+    lines = [f"{batch};{RECEIVE} 4", f"{SETUP};{ENCODE} 1"]
+    profile = summarize_collapsed(lines, timed_function="run_cycle_batch", timed_file="cycles.py")
+    assert (profile.counted_samples, profile.total_samples) == (4, 5)
+    note = "4 of 5 samples were inside run_cycle_batch() (cycles.py)"
+    assert note in profile.table("t", top=1).render()

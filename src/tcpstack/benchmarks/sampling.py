@@ -70,6 +70,8 @@ class SampledProfile:
     total_samples: int  # every sample in the input
     counted_samples: int  # samples inside the timed function
     functions: tuple[FunctionShare, ...]  # by self samples, most first
+    timed_function: str = TIMED_FUNCTION  # the frame that marks the counted samples
+    timed_file: str = TIMED_FILE
 
     def table(self, title: str, top: int) -> Table:
         table = Table(title, ["function", "self %", "inclusive %", "self samples"])
@@ -83,7 +85,7 @@ class SampledProfile:
             )
         table.notes.append(
             f"{self.counted_samples:,} of {self.total_samples:,} samples were inside "
-            f"{TIMED_FUNCTION}() ({TIMED_FILE}); shares are of those"
+            f"{self.timed_function}() ({self.timed_file}); shares are of those"
         )
         return table
 
@@ -160,7 +162,7 @@ def summarize_collapsed(
         for (function, file), inclusive in inclusive_samples.items()
     )
     ordered = sorted(functions, key=lambda f: (-f.self_samples, -f.inclusive_samples, f.function))
-    return SampledProfile(total, counted, tuple(ordered))
+    return SampledProfile(total, counted, tuple(ordered), timed_function, timed_file)
 
 
 def _target_command(total: int, mss: int, wire: bool) -> list[str]:
